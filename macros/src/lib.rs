@@ -1,0 +1,1 @@
+//! The `#[clawperf::scenario]` attribute (not yet implemented).

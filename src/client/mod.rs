@@ -1,0 +1,1 @@
+//! The HTTP client for streamed chat completions and its timing measurement.

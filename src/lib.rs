@@ -1,0 +1,10 @@
+//! clawperf measures LLM serving stacks under multi-turn agent traffic.
+//!
+//! The library holds everything; the `clawperf` and `clawperf-mock-server` binaries only parse
+//! arguments and call into it. Nothing here installs a logger, a signal handler or a global
+//! allocator: those belong to the binaries.
+
+pub mod client;
+pub mod mock;
+pub mod openai;
+pub mod prom;

@@ -1,0 +1,1 @@
+//! The mock serving engine: an OpenAI-compatible server with a vLLM-like prefix cache.

@@ -1,0 +1,1 @@
+//! Prometheus text exposition parsing and the server-metrics poller.
