@@ -5,6 +5,8 @@
 //! allocator: those belong to the binaries.
 
 pub mod client;
+pub mod content;
 pub mod mock;
 pub mod openai;
 pub mod prom;
+pub mod tokenizer;

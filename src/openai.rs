@@ -17,7 +17,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: Role, content: impl Into<Arc<str>>) -> Self {
-        Self { role, content: content.into() }
+        Self {
+            role,
+            content: content.into(),
+        }
     }
 }
 
@@ -80,7 +83,8 @@ pub struct Usage {
 impl Usage {
     /// Returns the prompt tokens the server served from its prefix cache, when it reports them.
     pub fn cached_tokens(&self) -> Option<u64> {
-        self.prompt_tokens_details.and_then(|details| details.cached_tokens)
+        self.prompt_tokens_details
+            .and_then(|details| details.cached_tokens)
     }
 }
 

@@ -1,0 +1,198 @@
+//! Random text that encodes to an exact number of tokens.
+//!
+//! The generator draws from a pool of units that each encode to one token and that stay
+//! separate tokens when joined. For byte-level BPE vocabularies (GPT-2, Llama 3, Qwen) the units
+//! are space-prefixed lowercase words such as `" table"`, which the pre-tokenizer always splits
+//! apart. Where the vocabulary has too few such words (the built-in byte-level tokenizer, for
+//! example), single lowercase letters are the units. Every generated text is re-encoded, and
+//! corrected if the count is off, so the requested count is exact for the tokenizer in use.
+
+use rand::Rng;
+use rand::seq::IndexedRandom;
+
+use crate::tokenizer::{EncodeError, Tokenizer};
+
+/// Minimum number of single-token words for the word pool; below it, letters are used.
+const MIN_WORD_UNITS: usize = 256;
+/// Upper bound on the word pool, which keeps construction fast for 150k-token vocabularies.
+const MAX_WORD_UNITS: usize = 8192;
+/// Units joined to check that the pool's units do not merge with each other.
+const ADDITIVITY_SAMPLE: usize = 2048;
+/// Correction rounds before generation gives up on an exact count.
+const MAX_CORRECTIONS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(
+        "tokenizer {tokenizer} has no set of single-token units that stay separate when joined \
+         ({sample} units encoded to {encoded} tokens); exact-length content cannot be generated, \
+         pass a byte-level BPE tokenizer with --tokenizer"
+    )]
+    NotAdditive {
+        tokenizer: String,
+        sample: usize,
+        encoded: usize,
+    },
+    #[error("could not generate text of exactly {requested} tokens (last attempt: {got})")]
+    Inexact { requested: usize, got: usize },
+}
+
+/// Generates random text of an exact token length for one tokenizer.
+#[derive(Debug, Clone)]
+pub struct ContentGenerator {
+    tokenizer: Tokenizer,
+    units: Vec<Box<str>>,
+}
+
+impl ContentGenerator {
+    /// Builds the unit pool for `tokenizer` and checks that joined units count additively.
+    pub fn new(tokenizer: Tokenizer) -> Result<Self, ContentError> {
+        let mut units = word_units(&tokenizer)?;
+        if units.len() < MIN_WORD_UNITS {
+            tracing::debug!(
+                words = units.len(),
+                "too few single-token words in the vocabulary; generating letters"
+            );
+            units = letter_units(&tokenizer)?;
+        }
+        let generator = Self { tokenizer, units };
+        generator.check_additivity()?;
+        Ok(generator)
+    }
+
+    /// Returns one random unit, which encodes to exactly one token.
+    pub fn random_unit<R: Rng + ?Sized>(&self, rng: &mut R) -> &str {
+        self.units
+            .choose(rng)
+            .expect("the unit pool is never empty")
+    }
+
+    /// Generates random text that encodes to exactly `tokens` tokens.
+    pub fn generate<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        tokens: usize,
+    ) -> Result<String, ContentError> {
+        let mut text = String::with_capacity(tokens * 8);
+        let mut boundaries = Vec::with_capacity(tokens);
+        for _ in 0..tokens {
+            text.push_str(self.random_unit(rng));
+            boundaries.push(text.len());
+        }
+
+        let mut got = self.tokenizer.count(&text)?;
+        for _ in 0..MAX_CORRECTIONS {
+            if got == tokens {
+                return Ok(text);
+            }
+            if got > tokens {
+                let keep = boundaries.len().saturating_sub(got - tokens);
+                boundaries.truncate(keep);
+                text.truncate(boundaries.last().copied().unwrap_or(0));
+            } else {
+                for _ in got..tokens {
+                    text.push_str(self.random_unit(rng));
+                    boundaries.push(text.len());
+                }
+            }
+            got = self.tokenizer.count(&text)?;
+        }
+        if got == tokens {
+            Ok(text)
+        } else {
+            Err(ContentError::Inexact {
+                requested: tokens,
+                got,
+            })
+        }
+    }
+
+    fn check_additivity(&self) -> Result<(), ContentError> {
+        let sample: String = self
+            .units
+            .iter()
+            .cycle()
+            .take(ADDITIVITY_SAMPLE)
+            .map(|unit| &**unit)
+            .collect();
+        let encoded = self.tokenizer.count(&sample)?;
+        if encoded == ADDITIVITY_SAMPLE {
+            Ok(())
+        } else {
+            Err(ContentError::NotAdditive {
+                tokenizer: self.tokenizer.source().to_string(),
+                sample: ADDITIVITY_SAMPLE,
+                encoded,
+            })
+        }
+    }
+}
+
+/// Collects vocabulary entries that decode to `" "` plus 3 to 10 lowercase ASCII letters and
+/// encode back to that one token.
+fn word_units(tokenizer: &Tokenizer) -> Result<Vec<Box<str>>, ContentError> {
+    let vocab_size = tokenizer.inner().get_vocab_size(false) as u32;
+    let mut units = Vec::new();
+    for id in 0..vocab_size {
+        let Ok(text) = tokenizer.decode(&[id]) else {
+            continue;
+        };
+        let word = text.strip_prefix(' ').unwrap_or("");
+        let is_word =
+            (3..=10).contains(&word.len()) && word.bytes().all(|b| b.is_ascii_lowercase());
+        if !is_word || tokenizer.encode(&text)? != [id] {
+            continue;
+        }
+        units.push(text.into_boxed_str());
+        if units.len() == MAX_WORD_UNITS {
+            break;
+        }
+    }
+    Ok(units)
+}
+
+fn letter_units(tokenizer: &Tokenizer) -> Result<Vec<Box<str>>, ContentError> {
+    let mut units = Vec::new();
+    for letter in b'a'..=b'z' {
+        let text = char::from(letter).to_string();
+        if tokenizer.count(&text)? == 1 {
+            units.push(text.into_boxed_str());
+        }
+    }
+    Ok(units)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn builtin_generates_exact_counts() {
+        let generator = ContentGenerator::new(Tokenizer::builtin()).unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        for tokens in [0, 1, 2, 17, 1000] {
+            let text = generator.generate(&mut rng, tokens).unwrap();
+            assert_eq!(
+                Tokenizer::builtin().count(&text).unwrap(),
+                tokens,
+                "requested {tokens}"
+            );
+        }
+    }
+
+    #[test]
+    fn generation_is_seeded() {
+        let generator = ContentGenerator::new(Tokenizer::builtin()).unwrap();
+        let first = generator
+            .generate(&mut StdRng::seed_from_u64(1), 64)
+            .unwrap();
+        let second = generator
+            .generate(&mut StdRng::seed_from_u64(1), 64)
+            .unwrap();
+        assert_eq!(first, second);
+    }
+}
