@@ -27,8 +27,8 @@ pub enum ContentError {
     Encode(#[from] EncodeError),
     #[error(
         "tokenizer {tokenizer} has no set of single-token units that stay separate when joined \
-         ({sample} units encoded to {encoded} tokens); exact-length content cannot be generated, \
-         pass a byte-level BPE tokenizer with --tokenizer"
+         ({sample} units encoded to {encoded} other tokens); exact-length content cannot be \
+         generated, pass a byte-level BPE tokenizer with --tokenizer"
     )]
     NotAdditive {
         tokenizer: String,
@@ -43,7 +43,8 @@ pub enum ContentError {
 #[derive(Debug, Clone)]
 pub struct ContentGenerator {
     tokenizer: Tokenizer,
-    units: Vec<Box<str>>,
+    /// Each unit's text and the one token id it encodes to.
+    units: Vec<(Box<str>, u32)>,
 }
 
 impl ContentGenerator {
@@ -64,9 +65,21 @@ impl ContentGenerator {
 
     /// Returns one random unit, which encodes to exactly one token.
     pub fn random_unit<R: Rng + ?Sized>(&self, rng: &mut R) -> &str {
-        self.units
+        self.random_token(rng).1
+    }
+
+    /// Returns one random unit's token id and text. Units joined in any order encode to the
+    /// concatenation of their ids, so a server can emit them as generated tokens.
+    pub fn random_token<R: Rng + ?Sized>(&self, rng: &mut R) -> (u32, &str) {
+        let (text, id) = self
+            .units
             .choose(rng)
-            .expect("the unit pool is never empty")
+            .expect("the unit pool is never empty");
+        (*id, text)
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
     }
 
     /// Generates random text that encodes to exactly `tokens` tokens.
@@ -82,6 +95,8 @@ impl ContentGenerator {
             boundaries.push(text.len());
         }
 
+        // NOTE: the pool is checked to be additive, so the first count is normally exact; the
+        // correction loop covers tokenizers whose merges cross unit boundaries in rare cases.
         let mut got = self.tokenizer.count(&text)?;
         for _ in 0..MAX_CORRECTIONS {
             if got == tokens {
@@ -110,21 +125,18 @@ impl ContentGenerator {
     }
 
     fn check_additivity(&self) -> Result<(), ContentError> {
-        let sample: String = self
-            .units
-            .iter()
-            .cycle()
-            .take(ADDITIVITY_SAMPLE)
-            .map(|unit| &**unit)
-            .collect();
-        let encoded = self.tokenizer.count(&sample)?;
-        if encoded == ADDITIVITY_SAMPLE {
+        let sample: Vec<&(Box<str>, u32)> =
+            self.units.iter().cycle().take(ADDITIVITY_SAMPLE).collect();
+        let text: String = sample.iter().map(|(unit, _)| &**unit).collect();
+        let ids = self.tokenizer.encode(&text)?;
+        let expected: Vec<u32> = sample.iter().map(|(_, id)| *id).collect();
+        if ids == expected {
             Ok(())
         } else {
             Err(ContentError::NotAdditive {
                 tokenizer: self.tokenizer.source().to_string(),
                 sample: ADDITIVITY_SAMPLE,
-                encoded,
+                encoded: ids.len(),
             })
         }
     }
@@ -132,7 +144,7 @@ impl ContentGenerator {
 
 /// Collects vocabulary entries that decode to `" "` plus 3 to 10 lowercase ASCII letters and
 /// encode back to that one token.
-fn word_units(tokenizer: &Tokenizer) -> Result<Vec<Box<str>>, ContentError> {
+fn word_units(tokenizer: &Tokenizer) -> Result<Vec<(Box<str>, u32)>, ContentError> {
     let vocab_size = tokenizer.inner().get_vocab_size(false) as u32;
     let mut units = Vec::new();
     for id in 0..vocab_size {
@@ -145,7 +157,7 @@ fn word_units(tokenizer: &Tokenizer) -> Result<Vec<Box<str>>, ContentError> {
         if !is_word || tokenizer.encode(&text)? != [id] {
             continue;
         }
-        units.push(text.into_boxed_str());
+        units.push((text.into_boxed_str(), id));
         if units.len() == MAX_WORD_UNITS {
             break;
         }
@@ -153,12 +165,12 @@ fn word_units(tokenizer: &Tokenizer) -> Result<Vec<Box<str>>, ContentError> {
     Ok(units)
 }
 
-fn letter_units(tokenizer: &Tokenizer) -> Result<Vec<Box<str>>, ContentError> {
+fn letter_units(tokenizer: &Tokenizer) -> Result<Vec<(Box<str>, u32)>, ContentError> {
     let mut units = Vec::new();
     for letter in b'a'..=b'z' {
         let text = char::from(letter).to_string();
-        if tokenizer.count(&text)? == 1 {
-            units.push(text.into_boxed_str());
+        if let [id] = tokenizer.encode(&text)?[..] {
+            units.push((text.into_boxed_str(), id));
         }
     }
     Ok(units)
