@@ -1,14 +1,23 @@
 //! Tests of the Prometheus module: the parser on real expositions and edge cases, the backend
-//! name maps and the prefix-cache delta.
+//! name maps, the prefix-cache delta, and the poller against a fake engine on 127.0.0.1.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
 use clawperf::prom::{
-    Backend, Exposition, LineError, MetricType, MetricsSnapshot, PrefixCacheDelta,
+    Backend, Exposition, LineError, MetricType, MetricsPoller, MetricsSnapshot, PollReport,
+    PollerStartError, PrefixCacheDelta,
 };
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
 
 // ---------------------------------------------------------------------------------------------
 // Real expositions
@@ -906,10 +915,618 @@ fn delta_reset_is_logged() {
     assert!(text.contains("counter decreased"), "{text}");
 }
 
+#[test]
+fn report_delta_detects_reset_between_samples() {
+    let start = counters(Some(100.0), Some(1000.0), None, None);
+    let restarted = counters(Some(0.0), Some(50.0), None, None);
+    let end = counters(Some(200.0), Some(2000.0), None, None);
+    let report = PollReport {
+        start: Some(start.clone()),
+        end: Some(end.clone()),
+        samples: vec![start, restarted, end],
+        ..PollReport::default()
+    };
+    let delta = report.prefix_cache_delta().expect("start and end exist");
+    assert_eq!(
+        delta.token_hit_rate, None,
+        "a restart mid-run invalidates the rate"
+    );
+    assert_eq!(delta.hit_tokens_delta, None);
+}
+
+#[test]
+fn report_delta_needs_start_and_end() {
+    let snapshot = counters(Some(1.0), Some(2.0), None, None);
+    let without_start = PollReport {
+        end: Some(snapshot.clone()),
+        samples: vec![snapshot.clone()],
+        ..PollReport::default()
+    };
+    let without_end = PollReport {
+        start: Some(snapshot.clone()),
+        samples: vec![snapshot],
+        ..PollReport::default()
+    };
+    assert_eq!(without_start.prefix_cache_delta(), None);
+    assert_eq!(without_end.prefix_cache_delta(), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Poller against a fake engine
+
+/// Maximum time a test waits for the fake engine to see a scrape.
+const WAIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// Interval of the pollers under test, short so that the tests are quick.
+const INTERVAL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Healthy,
+    /// Healthy, with one malformed line in the middle of the exposition.
+    HealthyWithOddLine,
+    ServerError,
+    NotMetrics,
+    EmptyBody,
+    /// Holds each request until the mode changes, or until [`WAIT_LIMIT`].
+    Hang,
+}
+
+/// The state of the fake engine, changed by the test between scrapes.
+#[derive(Debug)]
+struct Engine {
+    hits: u64,
+    queries: u64,
+    mode: Mode,
+    healthy_responses: u64,
+    failed_responses: u64,
+}
+
+type SharedEngine = Arc<Mutex<Engine>>;
+
+fn current_mode(engine: &SharedEngine) -> Mode {
+    engine.lock().unwrap().mode
+}
+
+async fn metrics(State(engine): State<SharedEngine>) -> (StatusCode, String) {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while current_mode(&engine) == Mode::Hang && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut engine = engine.lock().unwrap();
+    match engine.mode {
+        Mode::Hang => {
+            engine.failed_responses += 1;
+            (StatusCode::SERVICE_UNAVAILABLE, "still hanging".to_owned())
+        }
+        Mode::ServerError => {
+            engine.failed_responses += 1;
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "engine is restarting".to_owned(),
+            )
+        }
+        Mode::NotMetrics => {
+            engine.failed_responses += 1;
+            (
+                StatusCode::OK,
+                "<html>\n<body>login</body>\n</html>\n".to_owned(),
+            )
+        }
+        Mode::EmptyBody => {
+            engine.failed_responses += 1;
+            (StatusCode::OK, String::new())
+        }
+        Mode::Healthy | Mode::HealthyWithOddLine => {
+            engine.healthy_responses += 1;
+            // Two engines share the counters, and each counter has its `_created` companion.
+            let half_hits = engine.hits / 2;
+            let half_queries = engine.queries / 2;
+            let body = format!(
+                "# TYPE vllm:prefix_cache_queries_total counter\n\
+                 vllm:prefix_cache_queries_total{{engine=\"0\",model_name=\"m\"}} {half_queries}.0\n\
+                 vllm:prefix_cache_queries_total{{engine=\"1\",model_name=\"m\"}} {}.0\n\
+                 vllm:prefix_cache_queries_created{{engine=\"0\",model_name=\"m\"}} 1.7e+09\n\
+                 # TYPE vllm:prefix_cache_hits_total counter\n\
+                 vllm:prefix_cache_hits_total{{engine=\"0\",model_name=\"m\"}} {half_hits}.0\n\
+                 vllm:prefix_cache_hits_total{{engine=\"1\",model_name=\"m\"}} {}.0\n\
+                 vllm:prefix_cache_hits_created{{engine=\"0\",model_name=\"m\"}} 1.7e+09\n\
+                 {}\
+                 vllm:kv_cache_usage_perc{{engine=\"0\",model_name=\"m\"}} 0.5\n",
+                engine.queries - half_queries,
+                engine.hits - half_hits,
+                if engine.mode == Mode::HealthyWithOddLine {
+                    "vllm:odd{engine=\"0\" 1\n"
+                } else {
+                    ""
+                },
+            );
+            (StatusCode::OK, body)
+        }
+    }
+}
+
+struct FakeEngine {
+    state: SharedEngine,
+    url: Url,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+impl FakeEngine {
+    async fn start(hits: u64, queries: u64) -> FakeEngine {
+        let state = Arc::new(Mutex::new(Engine {
+            hits,
+            queries,
+            mode: Mode::Healthy,
+            healthy_responses: 0,
+            failed_responses: 0,
+        }));
+        let router = Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(state.clone());
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds an ephemeral port");
+        let address = listener.local_addr().expect("has a local address");
+        let (shutdown, shutdown_signal) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = shutdown_signal.await;
+                })
+                .await
+                .expect("fake engine serves");
+        });
+        let url = Url::parse(&format!("http://{address}/metrics")).expect("valid URL");
+        FakeEngine {
+            state,
+            url,
+            shutdown,
+            server,
+        }
+    }
+
+    fn set_counters(&self, hits: u64, queries: u64) {
+        let mut engine = self.state.lock().unwrap();
+        engine.hits = hits;
+        engine.queries = queries;
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    fn healthy_responses(&self) -> u64 {
+        self.state.lock().unwrap().healthy_responses
+    }
+
+    fn failed_responses(&self) -> u64 {
+        self.state.lock().unwrap().failed_responses
+    }
+
+    async fn shut_down(self) {
+        let _ = self.shutdown.send(());
+        tokio::time::timeout(WAIT_LIMIT, self.server)
+            .await
+            .expect("fake engine shuts down in time")
+            .expect("fake engine task ends cleanly");
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client builds")
+}
+
+/// Waits until `condition` holds, checking every 10 ms, and panics after [`WAIT_LIMIT`].
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn poller_start_end_and_delta() {
+    let engine = FakeEngine::start(100, 1000).await;
+    let run_start = Instant::now();
+    let poller = MetricsPoller::start(
+        http_client(),
+        engine.url.clone(),
+        Backend::Vllm,
+        INTERVAL,
+        run_start,
+    )
+    .await
+    .expect("poller starts");
+    assert_eq!(
+        engine.healthy_responses(),
+        1,
+        "start() returns after the start scrape"
+    );
+
+    engine.set_counters(400, 1600);
+    wait_until("three periodic scrapes", || engine.healthy_responses() >= 4).await;
+    let report = poller.stop().await;
+    engine.shut_down().await;
+
+    let start = report.start.as_ref().expect("start snapshot");
+    let end = report.end.as_ref().expect("end snapshot");
+    assert_eq!(start.prefix_cache_hits_tokens, Some(100.0));
+    assert_eq!(start.prefix_cache_queries_tokens, Some(1000.0));
+    assert_eq!(end.prefix_cache_hits_tokens, Some(400.0));
+    assert_eq!(end.prefix_cache_queries_tokens, Some(1600.0));
+    assert_eq!(end.kv_cache_usage, Some(0.5));
+    assert_eq!(report.scrape_errors, 0);
+    assert_eq!(report.last_error, None);
+
+    assert!(
+        report.samples.len() >= 5,
+        "start, 3 periodic, end: got {}",
+        report.samples.len()
+    );
+    assert_eq!(report.samples.first(), Some(start));
+    assert_eq!(report.samples.last(), Some(end));
+    let elapsed: Vec<f64> = report
+        .samples
+        .iter()
+        .map(|sample| sample.elapsed_s)
+        .collect();
+    assert!(
+        elapsed.is_sorted(),
+        "samples are in time order: {elapsed:?}"
+    );
+    assert!(
+        start.timestamp > 1.6e9,
+        "timestamp is unix seconds: {}",
+        start.timestamp
+    );
+
+    let delta = report.prefix_cache_delta().expect("start and end exist");
+    assert_eq!(delta.hit_tokens_delta, Some(300.0));
+    assert_eq!(delta.query_tokens_delta, Some(600.0));
+    assert_eq!(delta.token_hit_rate, Some(0.5));
+    assert_eq!(delta.external_token_hit_rate, None);
+}
+
+#[tokio::test]
+async fn poller_periodic_sample_count() {
+    let engine = FakeEngine::start(0, 0).await;
+    let before_start = Instant::now();
+    let poller = MetricsPoller::start(
+        http_client(),
+        engine.url.clone(),
+        Backend::Vllm,
+        INTERVAL,
+        before_start,
+    )
+    .await
+    .expect("poller starts");
+    tokio::time::sleep(INTERVAL * 10).await;
+    let running = before_start.elapsed();
+    let report = poller.stop().await;
+    engine.shut_down().await;
+
+    // Ticks are at least one interval apart and the first comes one interval after start.
+    let max_periodic = (running.as_secs_f64() / INTERVAL.as_secs_f64()).floor() as usize;
+    let periodic = report.samples.len() - 2;
+    assert!(
+        periodic >= 2,
+        "got {periodic} periodic samples in {running:?}"
+    );
+    assert!(
+        periodic <= max_periodic,
+        "got {periodic} periodic samples, at most {max_periodic} fit in {running:?}"
+    );
+}
+
+#[tokio::test]
+async fn poller_survives_server_errors() {
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let engine = FakeEngine::start(0, 0).await;
+    let poller = MetricsPoller::start(
+        http_client(),
+        engine.url.clone(),
+        Backend::Vllm,
+        INTERVAL,
+        Instant::now(),
+    )
+    .await
+    .expect("poller starts");
+
+    engine.set_mode(Mode::ServerError);
+    wait_until("three failed scrapes", || engine.failed_responses() >= 3).await;
+    engine.set_mode(Mode::Healthy);
+    engine.set_counters(10, 40);
+    let healthy_before = engine.healthy_responses();
+    wait_until("two scrapes after recovery", || {
+        engine.healthy_responses() >= healthy_before + 2
+    })
+    .await;
+    let report = poller.stop().await;
+    let failed_responses = engine.failed_responses();
+    engine.shut_down().await;
+
+    assert_eq!(
+        report.scrape_errors, failed_responses,
+        "every 500 response is counted"
+    );
+    let last_error = report.last_error.as_deref().unwrap_or_default();
+    assert!(
+        last_error.contains("500"),
+        "last error names the status: {last_error}"
+    );
+    assert!(report.start.is_some());
+    assert_eq!(
+        report
+            .end
+            .as_ref()
+            .and_then(|end| end.prefix_cache_hits_tokens),
+        Some(10.0)
+    );
+    assert_eq!(
+        report
+            .prefix_cache_delta()
+            .and_then(|delta| delta.token_hit_rate),
+        Some(0.25)
+    );
+
+    let text = logs.text();
+    let warnings = text
+        .lines()
+        .filter(|line| line.contains("failed to scrape"))
+        .count();
+    assert_eq!(
+        warnings, 1,
+        "one warning for {failed_responses} failures:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn poller_counts_unparsable_body() {
+    let engine = FakeEngine::start(0, 0).await;
+    engine.set_mode(Mode::NotMetrics);
+    let poller = MetricsPoller::start(
+        http_client(),
+        engine.url.clone(),
+        Backend::Vllm,
+        INTERVAL,
+        Instant::now(),
+    )
+    .await
+    .expect("poller starts");
+    wait_until("two failed scrapes", || engine.failed_responses() >= 2).await;
+    engine.set_mode(Mode::Healthy);
+    let report = poller.stop().await;
+    engine.shut_down().await;
+
+    assert_eq!(report.start, None, "the start scrape got HTML");
+    assert!(report.end.is_some(), "the end scrape got metrics");
+    assert!(report.scrape_errors >= 2, "got {}", report.scrape_errors);
+    let last_error = report.last_error.as_deref().unwrap_or_default();
+    assert!(last_error.contains("no valid sample"), "{last_error}");
+    assert_eq!(
+        report.prefix_cache_delta(),
+        None,
+        "no delta without a start snapshot"
+    );
+}
+
+#[tokio::test]
+async fn poller_counts_empty_body() {
+    let engine = FakeEngine::start(0, 0).await;
+    engine.set_mode(Mode::EmptyBody);
+    let poller = MetricsPoller::start(
+        http_client(),
+        engine.url.clone(),
+        Backend::Vllm,
+        INTERVAL,
+        Instant::now(),
+    )
+    .await
+    .expect("poller starts");
+    let report = poller.stop().await;
+    let failed_responses = engine.failed_responses();
+    engine.shut_down().await;
+
+    assert_eq!(report.start, None);
+    assert_eq!(report.end, None);
+    assert_eq!(report.scrape_errors, failed_responses);
+    let last_error = report.last_error.as_deref().unwrap_or_default();
+    assert!(
+        last_error.ends_with("contains no valid sample"),
+        "{last_error}"
+    );
+}
+
+#[tokio::test]
+async fn poller_skips_odd_lines_once_warned() {
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let engine = FakeEngine::start(5, 20).await;
+    engine.set_mode(Mode::HealthyWithOddLine);
+    let poller = MetricsPoller::start(
+        http_client(),
+        engine.url.clone(),
+        Backend::Vllm,
+        INTERVAL,
+        Instant::now(),
+    )
+    .await
+    .expect("poller starts");
+    wait_until("two periodic scrapes", || engine.healthy_responses() >= 3).await;
+    let report = poller.stop().await;
+    engine.shut_down().await;
+
+    assert_eq!(
+        report.scrape_errors, 0,
+        "a malformed line is not a failed scrape"
+    );
+    let start = report.start.as_ref().expect("start snapshot");
+    assert_eq!(start.prefix_cache_hits_tokens, Some(5.0));
+    assert_eq!(
+        start.kv_cache_usage,
+        Some(0.5),
+        "lines after the odd one are read"
+    );
+
+    let text = logs.text();
+    let warnings = text
+        .lines()
+        .filter(|line| line.contains("skipped malformed lines"))
+        .count();
+    assert_eq!(warnings, 1, "one warning for several responses:\n{text}");
+    assert!(
+        text.contains("vllm:odd"),
+        "the warning quotes the line:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn poller_warns_on_wrong_backend() {
+    let logs = CapturedLogs::default();
+    let _guard = logs.install();
+    let engine = FakeEngine::start(5, 20).await;
+    let poller = MetricsPoller::start(
+        http_client(),
+        engine.url.clone(),
+        Backend::Mindie,
+        INTERVAL,
+        Instant::now(),
+    )
+    .await
+    .expect("poller starts");
+    wait_until("two periodic scrapes", || engine.healthy_responses() >= 3).await;
+    let report = poller.stop().await;
+    engine.shut_down().await;
+
+    assert_eq!(report.scrape_errors, 0);
+    let start = report.start.as_ref().expect("start snapshot");
+    assert!(
+        !start.has_any_metric(),
+        "MindIE names are absent: {start:?}"
+    );
+
+    let text = logs.text();
+    let warnings = text
+        .lines()
+        .filter(|line| line.contains("none of the metric names"))
+        .count();
+    assert_eq!(warnings, 1, "one warning for several responses:\n{text}");
+    assert!(
+        text.contains("backend=mindie"),
+        "the warning names the backend:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn poller_times_out_hung_scrape() {
+    let engine = FakeEngine::start(0, 0).await;
+    engine.set_mode(Mode::Hang);
+    let before_start = Instant::now();
+    let poller = MetricsPoller::start(
+        http_client(),
+        engine.url.clone(),
+        Backend::Vllm,
+        INTERVAL,
+        before_start,
+    )
+    .await
+    .expect("poller starts");
+    let start_duration = before_start.elapsed();
+    engine.set_mode(Mode::Healthy);
+    let report = poller.stop().await;
+    engine.shut_down().await;
+
+    // The timeout is the interval, raised to at least 1 s.
+    assert!(
+        start_duration >= Duration::from_secs(1),
+        "{start_duration:?}"
+    );
+    assert!(start_duration < WAIT_LIMIT, "{start_duration:?}");
+    assert_eq!(report.start, None);
+    assert!(report.end.is_some());
+    assert_eq!(report.scrape_errors, 1, "only the start scrape hung");
+    let last_error = report.last_error.as_deref().unwrap_or_default();
+    assert!(last_error.contains("timed out"), "{last_error}");
+}
+
+#[tokio::test]
+async fn poller_survives_unreachable_endpoint() {
+    // Bind and release a port, so that nothing listens on it during the test.
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds an ephemeral port");
+    let address = listener.local_addr().expect("has a local address");
+    drop(listener);
+    let url = Url::parse(&format!("http://scraper:secret@{address}/metrics")).expect("valid URL");
+
+    let poller = MetricsPoller::start(
+        http_client(),
+        url,
+        Backend::Sglang,
+        INTERVAL,
+        Instant::now(),
+    )
+    .await
+    .expect("an unreachable endpoint does not stop the start");
+    tokio::time::sleep(INTERVAL * 4).await;
+    let report = poller.stop().await;
+
+    assert_eq!(report.start, None);
+    assert_eq!(report.end, None);
+    assert!(report.samples.is_empty());
+    assert!(
+        report.scrape_errors >= 3,
+        "start, periodic and end failed: {}",
+        report.scrape_errors
+    );
+    let last_error = report.last_error.as_deref().unwrap_or_default();
+    assert!(
+        last_error.starts_with(&format!(
+            "failed to send the metrics request to http://{address}/metrics"
+        )),
+        "{last_error}"
+    );
+    assert!(!last_error.contains("secret"), "{last_error}");
+}
+
+#[tokio::test]
+async fn poller_rejects_bad_arguments() {
+    let url = Url::parse("http://127.0.0.1:9/metrics").expect("valid URL");
+    let zero = MetricsPoller::start(
+        http_client(),
+        url,
+        Backend::Vllm,
+        Duration::ZERO,
+        Instant::now(),
+    )
+    .await;
+    assert_eq!(zero.unwrap_err(), PollerStartError::ZeroInterval);
+
+    let ftp = Url::parse("ftp://user:secret@127.0.0.1/metrics").expect("valid URL");
+    let error = MetricsPoller::start(http_client(), ftp, Backend::Vllm, INTERVAL, Instant::now())
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("http or https"), "{message}");
+    assert!(
+        !message.contains("secret"),
+        "the password is redacted: {message}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Log capture
 
 /// Collects formatted `tracing` output of the current thread, for tests that check logging.
+/// The tokio tests run on a current-thread runtime, so the poller task logs here as well.
 #[derive(Clone, Default)]
 struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 

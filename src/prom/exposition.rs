@@ -108,4 +108,9 @@ impl Exposition {
     pub fn skipped_lines(&self) -> &[ParseError] {
         &self.skipped_lines
     }
+
+    /// Moves the skipped lines out, leaving none.
+    pub(crate) fn take_skipped_lines(&mut self) -> Vec<ParseError> {
+        std::mem::take(&mut self.skipped_lines)
+    }
 }

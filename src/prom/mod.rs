@@ -1,5 +1,5 @@
-//! Server metrics over Prometheus: the text exposition parser, the per-engine name maps and the
-//! prefix-cache delta.
+//! Server metrics over Prometheus: the text exposition parser, the per-engine name maps, the
+//! prefix-cache delta and the poller that scrapes an endpoint during a run.
 //!
 //! - [`exposition`]: [`Exposition`], the samples and metric types of one scrape, and the exact-name
 //!   sums the name maps use.
@@ -8,6 +8,8 @@
 //!   [`MetricsSnapshot`]. Its module docs list every name read.
 //! - [`delta`]: [`PrefixCacheDelta`], the hit rate of a run as Δhits / Δqueries in tokens,
 //!   summed over all series, between the start and end snapshots.
+//! - [`poller`]: [`MetricsPoller`], which takes the start snapshot, scrapes periodically and
+//!   takes the end snapshot, and returns a [`PollReport`].
 //!
 //! Nothing here installs a logger or keeps global state. Log events go through `tracing`.
 
@@ -15,8 +17,10 @@ pub mod backend;
 pub mod delta;
 pub mod exposition;
 pub mod parse;
+pub mod poller;
 
 pub use backend::{Backend, MetricsSnapshot, UnknownBackendError};
 pub use delta::PrefixCacheDelta;
 pub use exposition::{Exposition, MetricType, Sample};
 pub use parse::{LineError, ParseError};
+pub use poller::{MetricsPoller, PollReport, PollerStartError};
