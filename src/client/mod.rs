@@ -2,6 +2,8 @@
 
 pub mod endpoint;
 pub mod http;
+pub mod sse;
 
 pub use endpoint::{EndpointError, EndpointProblem, base_url, chat_completions_url};
 pub use http::{ClientError, TlsOptions, build_http_client};
+pub use sse::{SseEvent, SseParser, UnterminatedTail};
