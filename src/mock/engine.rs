@@ -1,0 +1,242 @@
+//! The engine state that all requests share: the prefix cache, the request gauges and the token
+//! counters, behind one mutex so that a snapshot is always consistent (hits never exceed
+//! queries). The mutex is held only for counter updates and cache operations, never across an
+//! `.await`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use super::MockError;
+use super::cache::{BlockHash, CacheHit, PrefixCache, hash_blocks};
+use super::config::MockConfig;
+use crate::content::ContentGenerator;
+use crate::openai::ChatMessage;
+use crate::tokenizer::EncodeError;
+
+/// The model name reported when the config sets no served model name.
+const FALLBACK_MODEL_NAME: &str = "mock";
+
+/// Counters and gauges of a mock engine at one moment; token counts are in tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MockStats {
+    /// Chat completions admitted: requests that passed validation, counted before tokenizing.
+    pub requests: u64,
+    /// Requests past their first token that are still generating.
+    pub running: u64,
+    /// Requests admitted whose first token is not yet due.
+    pub waiting: u64,
+    pub prefix_cache_queries: u64,
+    pub prefix_cache_hits: u64,
+    pub external_prefix_cache_queries: u64,
+    pub external_prefix_cache_hits: u64,
+    /// Prompt tokens of requests that reached their first token.
+    pub prompt_tokens_total: u64,
+    /// Tokens generated, counted as each one is emitted.
+    pub generation_tokens_total: u64,
+    /// Blocks stored in the HBM tier.
+    pub hbm_cached_blocks: u64,
+    /// Blocks stored in the external tier.
+    pub external_cached_blocks: u64,
+    /// Blocks that running requests' prompts occupy; `vllm:kv_cache_usage_perc` divides them by
+    /// the HBM capacity.
+    pub kv_blocks_in_use: u64,
+}
+
+/// A prompt after tokenizing and cache lookup.
+#[derive(Debug)]
+pub(crate) struct Prompt {
+    /// Token ids of the rendered chat template.
+    pub ids: Vec<u32>,
+    /// Hashes of the prompt's full blocks.
+    pub hashes: Vec<BlockHash>,
+    pub hit: CacheHit,
+}
+
+/// The state shared by a mock engine's handlers: configuration, output generator, cache and
+/// counters. [`router`](super::router) serves it.
+pub struct MockState {
+    config: MockConfig,
+    model_name: String,
+    generator: ContentGenerator,
+    started_at: SystemTime,
+    next_request: AtomicU64,
+    /// Kept outside the mutex because it changes once per token.
+    generation_tokens: AtomicU64,
+    engine: Mutex<Engine>,
+}
+
+#[derive(Debug)]
+struct Engine {
+    cache: PrefixCache,
+    requests: u64,
+    waiting: u64,
+    running: u64,
+    prompt_tokens: u64,
+    blocks_in_use: u64,
+}
+
+impl MockState {
+    /// Builds the engine for `config`. This blocks while the output generator scans the
+    /// tokenizer's vocabulary (under a second for Qwen3's 150k tokens in a debug build), so
+    /// async callers should run it on a blocking thread.
+    pub fn new(config: MockConfig) -> Result<Self, MockError> {
+        if config.block_size == 0 {
+            return Err(MockError::InvalidBlockSize);
+        }
+        let generator = ContentGenerator::new(config.tokenizer.clone()).map_err(|source| {
+            MockError::Content {
+                tokenizer: config.tokenizer.source().to_string(),
+                source,
+            }
+        })?;
+        let cache = PrefixCache::new(
+            config.block_size,
+            config.hbm_blocks,
+            config.external_blocks,
+            config.prefix_caching,
+        );
+        let model_name = config
+            .served_model_name
+            .clone()
+            .unwrap_or_else(|| FALLBACK_MODEL_NAME.to_owned());
+        Ok(Self {
+            config,
+            model_name,
+            generator,
+            started_at: SystemTime::now(),
+            next_request: AtomicU64::new(0),
+            generation_tokens: AtomicU64::new(0),
+            engine: Mutex::new(Engine {
+                cache,
+                requests: 0,
+                waiting: 0,
+                running: 0,
+                prompt_tokens: 0,
+                blocks_in_use: 0,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &MockConfig {
+        &self.config
+    }
+
+    /// Returns the served model name, or `mock` when any name is accepted.
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    /// Returns when the engine was built; the `_created` metrics report it.
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// Returns a consistent snapshot of the counters and gauges.
+    pub fn stats(&self) -> MockStats {
+        let engine = self.engine();
+        let counters = engine.cache.counters();
+        MockStats {
+            requests: engine.requests,
+            running: engine.running,
+            waiting: engine.waiting,
+            prefix_cache_queries: counters.queries,
+            prefix_cache_hits: counters.hits,
+            external_prefix_cache_queries: counters.external_queries,
+            external_prefix_cache_hits: counters.external_hits,
+            prompt_tokens_total: engine.prompt_tokens,
+            generation_tokens_total: self.generation_tokens.load(Ordering::Relaxed),
+            hbm_cached_blocks: engine.cache.hbm_len() as u64,
+            external_cached_blocks: engine.cache.external_len() as u64,
+            kv_blocks_in_use: engine.blocks_in_use,
+        }
+    }
+
+    /// Returns the fraction of the HBM tier that running requests occupy, from 0 to 1.
+    pub fn kv_cache_usage(&self, stats: &MockStats) -> f64 {
+        let capacity = self.config.hbm_blocks.max(1) as f64;
+        (stats.kv_blocks_in_use as f64 / capacity).min(1.0)
+    }
+
+    pub(crate) fn generator(&self) -> &ContentGenerator {
+        &self.generator
+    }
+
+    /// Admits a request: counts it and adds it to the waiting gauge. Returns its index, which
+    /// seeds its output.
+    pub(crate) fn admit(&self) -> u64 {
+        let mut engine = self.engine();
+        engine.requests += 1;
+        engine.waiting += 1;
+        self.next_request.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Removes a request that ends before its first token from the waiting gauge.
+    pub(crate) fn abandon(&self) {
+        self.engine().waiting -= 1;
+    }
+
+    /// Tokenizes `messages` with the chat template, hashes the full blocks and looks them up,
+    /// counting the query. This is CPU work of up to tens of milliseconds for 100k-token
+    /// prompts; run it on a blocking thread.
+    pub(crate) fn look_up_prompt(&self, messages: &[ChatMessage]) -> Result<Prompt, EncodeError> {
+        let ids = self.config.tokenizer.encode_chat(messages)?;
+        let hashes = hash_blocks(&ids, self.config.block_size, None);
+        let hit = self.engine().cache.lookup(&hashes, ids.len());
+        Ok(Prompt { ids, hashes, hit })
+    }
+
+    /// Moves a request from waiting to running when its first token is due: counts its prompt
+    /// tokens, holds its prompt's blocks and caches them. Returns the number of blocks held.
+    pub(crate) fn start_running(&self, prompt: &Prompt) -> u64 {
+        let held_blocks = prompt.ids.len().div_ceil(self.config.block_size) as u64;
+        let mut engine = self.engine();
+        engine.waiting -= 1;
+        engine.running += 1;
+        engine.prompt_tokens += prompt.ids.len() as u64;
+        engine.blocks_in_use += held_blocks;
+        engine.cache.insert(&prompt.hashes, prompt.hit.blocks());
+        held_blocks
+    }
+
+    pub(crate) fn count_generated_token(&self) {
+        self.generation_tokens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ends a running request that generated `output`: releases its blocks and caches the
+    /// blocks its output completed. Like vLLM, the engine has computed KV for the prompt and
+    /// every generated token except the last sampled one, so the cached sequence is
+    /// `prompt ++ output[..n - 1]`, full blocks only.
+    pub(crate) fn finish_running(&self, prompt: &Prompt, output: &[u32], held_blocks: u64) {
+        let block_size = self.config.block_size;
+        let computed_output = &output[..output.len().saturating_sub(1)];
+        let mut tail = prompt.ids[prompt.hashes.len() * block_size..].to_vec();
+        tail.extend_from_slice(computed_output);
+        let mut hashes = prompt.hashes.clone();
+        hashes.extend(hash_blocks(
+            &tail,
+            block_size,
+            prompt.hashes.last().copied(),
+        ));
+
+        let mut engine = self.engine();
+        engine.running -= 1;
+        engine.blocks_in_use -= held_blocks;
+        engine.cache.insert(&hashes, prompt.hashes.len());
+    }
+
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        // Only a bug can panic inside these short critical sections; the counters stay
+        // usable, so a poisoned lock does not stop the server.
+        self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for MockState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockState")
+            .field("model_name", &self.model_name)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
