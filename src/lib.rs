@@ -4,9 +4,18 @@
 //! arguments and call into it. Nothing here installs a logger, a signal handler or a global
 //! allocator: those belong to the binaries.
 
+pub mod cli;
 pub mod client;
+pub mod config;
 pub mod content;
+pub mod exit_code;
 pub mod mock;
 pub mod openai;
+pub mod preflight;
 pub mod prom;
+pub mod report;
+pub mod result;
+pub mod runner;
+pub mod stats;
 pub mod tokenizer;
+pub mod workload;

@@ -1,0 +1,299 @@
+//! The benchmark runner: starts the target, the metrics poller and the users, and collects
+//! what they measured into a [`RunResult`].
+//!
+//! The runner reports progress as typed [`RunEvent`]s on an optional channel; reporters (the
+//! verbose log, a progress display) consume them, so adding an output never touches this loop.
+
+mod aggregate;
+mod user;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use url::Url;
+
+use crate::client::{self, ChatClient, ClientError};
+use crate::config::{RunConfig, SystemPrefixSource, Target};
+use crate::content::{ContentError, ContentGenerator};
+use crate::mock::{MockConfig, MockError, MockServer};
+use crate::preflight::{self, PreflightError};
+use crate::prom::{MetricsPoller, PollReport, PollerStartError};
+use crate::result::RunResult;
+use crate::tokenizer::{EncodeError, Tokenizer};
+use crate::workload::WorkloadError;
+
+pub use user::{CONTEXT_OVERFLOW, StopReason, UserOutcome};
+
+/// Progress of a run, in the order it happens. Times are seconds since the run start.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    UserStarted {
+        user_id: usize,
+        t_s: f64,
+    },
+    TurnStarted {
+        user_id: usize,
+        turn_id: usize,
+        t_s: f64,
+        input_tokens: u64,
+    },
+    Compaction {
+        user_id: usize,
+        turn_id: usize,
+        t_s: f64,
+        user_prefix_tokens: u64,
+    },
+    ContextOverflow {
+        user_id: usize,
+        turn_id: usize,
+        t_s: f64,
+        request_tokens: u64,
+    },
+    TurnFinished {
+        user_id: usize,
+        record: Box<crate::result::TurnRecord>,
+    },
+    UserStopped {
+        user_id: usize,
+        t_s: f64,
+        reason: StopReason,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("failed to start the embedded mock server")]
+    Mock(#[from] MockError),
+    #[error("failed to build the HTTP client")]
+    Client(#[from] ClientError),
+    #[error("failed to prepare the content generator")]
+    Content(#[from] ContentError),
+    #[error("failed to prepare the system prefix from {path}")]
+    SystemPrefix {
+        path: String,
+        #[source]
+        source: EncodeError,
+    },
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    #[error("pre-flight check failed")]
+    Preflight(#[from] PreflightError),
+    #[error("failed to start polling the metrics endpoint")]
+    Poller(#[from] PollerStartError),
+}
+
+/// Runs the benchmark described by `config` and returns its result. Failed turns are
+/// recorded in the result; an `Err` means the run could not start or could not go on.
+pub async fn run(
+    config: RunConfig,
+    events: Option<UnboundedSender<RunEvent>>,
+) -> Result<RunResult, RunError> {
+    let started_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+
+    let mock = match &config.target {
+        Target::Mock { ttft, tpot } => {
+            let mock_config = MockConfig {
+                served_model_name: Some(config.model.clone()),
+                ttft: *ttft,
+                tpot: *tpot,
+                tokenizer: config.tokenizer.clone(),
+                seed: config.seed,
+                ..MockConfig::default()
+            };
+            let server = MockServer::start(mock_config).await?;
+            tracing::info!(url = %server.base_url(), "started the embedded mock server");
+            Some(server)
+        }
+        Target::Remote { .. } => None,
+    };
+    let chat_url = match (&config.target, &mock) {
+        (Target::Remote { chat_url }, _) => chat_url.clone(),
+        (Target::Mock { .. }, Some(server)) => {
+            mock_url(&format!("{}/chat/completions", server.base_url()))
+        }
+        (Target::Mock { .. }, None) => unreachable!("the mock target always starts a server"),
+    };
+    let metrics_url = match (&config.metrics_endpoint, &mock) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(server)) => Some(mock_url(&server.metrics_url())),
+        (None, None) => None,
+    };
+
+    let http = client::build_http_client(&config.tls)?;
+    if let (Target::Remote { .. }, true) = (&config.target, config.preflight) {
+        let models_url = client::base_url(&config.endpoint)
+            .ok()
+            .and_then(|base| base.join("models").ok())
+            .expect("a validated endpoint has a base URL");
+        preflight::check(&http, &models_url, config.api_key.as_deref(), &config.model).await?;
+    }
+    let chat = Arc::new(ChatClient::new(
+        http.clone(),
+        chat_url.clone(),
+        config.api_key.clone(),
+        config.request_timeout,
+    )?);
+
+    let tokenizer = config.tokenizer.clone();
+    let generator = Arc::new(
+        tokio::task::spawn_blocking(move || ContentGenerator::new(tokenizer))
+            .await
+            .expect("content generator setup does not panic")?,
+    );
+    let system_prefix = build_system_prefix(&config, &generator).await?;
+
+    tracing::info!(
+        endpoint = %chat_url,
+        model = %config.model,
+        users = config.num_users,
+        turns = config.max_turns,
+        arrival = %config.arrival,
+        tokenizer = %config.tokenizer.source(),
+        seed = config.seed,
+        "starting the run"
+    );
+    let run_start = Instant::now();
+    let poller = match &metrics_url {
+        Some(url) => Some(
+            MetricsPoller::start(
+                http.clone(),
+                url.clone(),
+                config.backend,
+                config.metrics_interval,
+                run_start,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+
+    let settings = Arc::new(user::UserSettings {
+        chat,
+        generator,
+        system_prefix,
+        shape: config.shape,
+        model: config.model.clone(),
+        max_turns: config.max_turns,
+        ignore_eos: config.ignore_eos,
+        seed: config.seed,
+        run_start,
+        events,
+    });
+    let outcomes = run_users(&config, settings).await?;
+    let duration = run_start.elapsed();
+
+    let poll_report = match poller {
+        Some(poller) => poller.stop().await,
+        None => PollReport::default(),
+    };
+    if let Some(server) = mock {
+        server.shutdown().await;
+    }
+    tracing::info!(duration_s = duration.as_secs_f64(), "run finished");
+
+    Ok(aggregate::build_result(
+        &config,
+        started_at,
+        duration,
+        metrics_url.as_ref(),
+        outcomes,
+        poll_report,
+    ))
+}
+
+async fn run_users(
+    config: &RunConfig,
+    settings: Arc<user::UserSettings>,
+) -> Result<Vec<UserOutcome>, RunError> {
+    let offsets = config.arrival.start_offsets(config.num_users, config.seed);
+    let mut users = JoinSet::new();
+    for (user_id, offset) in offsets.into_iter().enumerate() {
+        let settings = settings.clone();
+        users.spawn(async move {
+            tokio::time::sleep_until((settings.run_start + offset).into()).await;
+            user::run_user(user_id, settings).await
+        });
+    }
+    let mut outcomes = Vec::with_capacity(config.num_users);
+    while let Some(joined) = users.join_next().await {
+        let outcome = match joined {
+            Ok(outcome) => outcome?,
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        };
+        outcomes.push(outcome);
+    }
+    outcomes.sort_by_key(|outcome| outcome.user_id);
+    Ok(outcomes)
+}
+
+/// Builds the shared system prefix once for all users.
+async fn build_system_prefix(
+    config: &RunConfig,
+    generator: &Arc<ContentGenerator>,
+) -> Result<Arc<str>, RunError> {
+    let tokens = config.system_prefix_tokens;
+    match &config.system_prefix_source {
+        SystemPrefixSource::Random => {
+            let generator = generator.clone();
+            let seed = config.seed;
+            let text = tokio::task::spawn_blocking(move || {
+                generator.generate(&mut StdRng::seed_from_u64(seed), tokens)
+            })
+            .await
+            .expect("content generation does not panic")?;
+            Ok(text.into())
+        }
+        SystemPrefixSource::File { path, text } => {
+            let tokenizer = config.tokenizer.clone();
+            let text = text.clone();
+            let prefix =
+                tokio::task::spawn_blocking(move || truncate_to_tokens(&tokenizer, &text, tokens))
+                    .await
+                    .expect("tokenizing does not panic")
+                    .map_err(|source| RunError::SystemPrefix {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+            Ok(prefix.into())
+        }
+    }
+}
+
+/// Returns the longest prefix of `text` that encodes to at most `tokens` tokens. A shorter
+/// file is used whole, with a warning.
+fn truncate_to_tokens(
+    tokenizer: &Tokenizer,
+    text: &str,
+    tokens: usize,
+) -> Result<String, EncodeError> {
+    let ids = tokenizer.encode(text)?;
+    if ids.len() <= tokens {
+        if ids.len() < tokens {
+            tracing::warn!(
+                file_tokens = ids.len(),
+                requested = tokens,
+                "the --system-prefix-source file is shorter than --system-prefix-tokens; using all of it"
+            );
+        }
+        return Ok(text.to_owned());
+    }
+    let mut keep = tokens;
+    loop {
+        let prefix = tokenizer.decode(&ids[..keep])?;
+        if keep == 0 || tokenizer.count(&prefix)? <= tokens {
+            return Ok(prefix);
+        }
+        keep -= 1;
+    }
+}
+
+fn mock_url(url: &str) -> Url {
+    Url::parse(url).expect("the mock server's URLs are valid")
+}
