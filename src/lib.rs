@@ -16,6 +16,7 @@ pub mod prom;
 pub mod report;
 pub mod result;
 pub mod runner;
+pub mod significance;
 pub mod stats;
 pub mod tokenizer;
 pub mod workload;
