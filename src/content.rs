@@ -95,7 +95,7 @@ impl ContentGenerator {
             boundaries.push(text.len());
         }
 
-        // NOTE: the pool is checked to be additive, so the first count is normally exact; the
+        // NOTE: the pool is checked to be additive, so the first count is normally exact. The
         // correction loop covers tokenizers whose merges cross unit boundaries in rare cases.
         let mut got = self.tokenizer.count(&text)?;
         for _ in 0..MAX_CORRECTIONS {

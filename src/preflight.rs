@@ -59,7 +59,7 @@ struct ModelEntry {
     id: String,
 }
 
-/// Checks that `models_url` answers, accepts the key and lists `model`. A server whose
+/// Checks that `models_url` responds, accepts the key and lists `model`. A server whose
 /// `/v1/models` is missing (404) or returns an unexpected body passes with a warning, since
 /// some gateways only proxy chat completions.
 pub async fn check(

@@ -13,8 +13,8 @@
 //!
 //! Assumptions: the values within each sample are independent and identically distributed
 //! (for the gate, one value per repetition of a whole run, not per request). The test detects
-//! a shift in location; it says nothing about how large the shift is, which is why callers also
-//! compare the geometric-mean ratio with a tolerance. With `n_a = n_b = 3` the smallest possible
+//! a shift in location but not its size, so callers also compare the geometric-mean ratio with
+//! a tolerance. With `n_a = n_b = 3` the smallest possible
 //! p-value is 1/20 = 0.05, so a significance level of 0.05 needs at least 3 values per side, and
 //! 5 per side (smallest p 1/252) gives the test real power.
 
@@ -23,7 +23,7 @@ use std::cmp::Ordering;
 /// Largest combined sample size for which the exact distribution is counted.
 const EXACT_LIMIT: usize = 60;
 
-/// Which direction the test looks for.
+/// Direction of the shift the test looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alternative {
     /// `b` tends to be larger than `a`.

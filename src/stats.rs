@@ -71,7 +71,7 @@ impl LatencyHistogram {
         self.histogram.is_empty()
     }
 
-    /// The underlying histogram, in microseconds.
+    /// Returns the underlying histogram, in microseconds.
     pub fn histogram(&self) -> &Histogram<u64> {
         &self.histogram
     }

@@ -1,8 +1,8 @@
 //! Tokenizer loading, chat-template rendering and token counting.
 //!
-//! A context is counted the way an OpenAI-compatible server counts it: the messages are rendered
-//! with the model's chat template (`add_generation_prompt = true`, as vLLM does for chat
-//! completions) and the resulting text is encoded without adding special tokens, because the
+//! A context is counted the way an OpenAI-compatible server counts it. The messages are rendered
+//! with the model's chat template, with `add_generation_prompt = true` as vLLM sets it for chat
+//! completions. The resulting text is encoded without adding special tokens, because the
 //! template already wrote them. The template is rendered with minijinja, configured like
 //! Hugging Face's Jinja environment (`trim_blocks`, `lstrip_blocks`, Python string methods).
 
@@ -22,11 +22,11 @@ const CHATML_TEMPLATE: &str = "{% for message in messages %}<|im_start|>{{ messa
 
 const TEMPLATE_NAME: &str = "chat";
 
-/// Where the tokenizer in use came from; recorded in the result JSON.
+/// Origin of the tokenizer in use, recorded in the result JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "path", rename_all = "snake_case")]
 pub enum TokenizerSource {
-    /// A `tokenizer.json` file or a directory that holds one.
+    /// A `tokenizer.json` file or a directory that contains one.
     Path(PathBuf),
     /// The byte-level tokenizer built into clawperf (one token per UTF-8 byte).
     BuiltIn,
@@ -108,8 +108,8 @@ impl fmt::Debug for Tokenizer {
 
 impl Tokenizer {
     /// Resolves the tokenizer of a run: `--tokenizer` when given (it must exist), else `--model`
-    /// when it names a local file or directory, else `None` so the caller can fall back to
-    /// [`Tokenizer::builtin`] and say that counts are approximate.
+    /// when it names a local file or directory. Returns `None` otherwise, so the caller can fall
+    /// back to [`Tokenizer::builtin`] and warn that counts are approximate.
     pub fn resolve(tokenizer: Option<&Path>, model: &str) -> Result<Option<Self>, TokenizerError> {
         if let Some(path) = tokenizer {
             return Self::from_path(path).map(Some);
@@ -121,7 +121,7 @@ impl Tokenizer {
         Ok(None)
     }
 
-    /// Loads a `tokenizer.json` file, or a directory that holds `tokenizer.json`. The chat
+    /// Loads a `tokenizer.json` file, or a directory that contains `tokenizer.json`. The chat
     /// template and special tokens come from `tokenizer_config.json` (or `chat_template.jinja`)
     /// next to it; without one, ChatML is used.
     pub fn from_path(path: &Path) -> Result<Self, TokenizerError> {
@@ -191,7 +191,7 @@ impl Tokenizer {
         &self.source
     }
 
-    /// The underlying `tokenizers` tokenizer, for vocabulary inspection.
+    /// Returns the underlying `tokenizers` tokenizer, for vocabulary inspection.
     pub fn inner(&self) -> &HfTokenizer {
         &self.inner
     }
@@ -233,7 +233,7 @@ impl Tokenizer {
         Ok(rendered)
     }
 
-    /// Renders the chat template and encodes the result: the prompt token ids a server sees.
+    /// Renders the chat template and encodes the result into the prompt token ids a server gets.
     pub fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, EncodeError> {
         self.encode(&self.apply_chat_template(messages)?)
     }

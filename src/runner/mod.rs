@@ -1,8 +1,8 @@
 //! The benchmark runner: starts the target, the metrics poller and the users, and collects
 //! what they measured into a [`RunResult`].
 //!
-//! The runner reports progress as typed [`RunEvent`]s on an optional channel; reporters (the
-//! verbose log, a progress display) consume them, so adding an output never touches this loop.
+//! The runner reports progress as typed [`RunEvent`]s on an optional channel. Reporters such as
+//! the verbose log consume them, so adding an output never touches this loop.
 
 mod aggregate;
 mod user;

@@ -1,8 +1,8 @@
 //! One user's conversation: the context it sends turn by turn, and append-mode compaction.
 //!
 //! Every turn sends `[system prefix] [user prefix] [history] [current input]` as chat
-//! messages: the system message holds the shared system prefix; the first user message holds
-//! the user prefix followed by that turn's input; later turns append the assistant's reply and
+//! messages. The system message contains the shared system prefix, and the first user message
+//! the user prefix followed by that turn's input. Later turns append the assistant's reply and
 //! the next input as their own messages. Every turn's request is therefore a prefix extension
 //! of the previous one, which is what lets a server reuse its KV cache.
 //!
@@ -61,7 +61,7 @@ pub struct PlannedTurn {
     pub user_prefix_tokens: usize,
 }
 
-/// What the next turn is.
+/// Plan of the next turn: a request to send, or an overflow that ends the conversation.
 #[derive(Debug, Clone)]
 pub enum TurnPlan {
     Send(PlannedTurn),
