@@ -111,6 +111,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub verbose: bool,
 
+    /// Hide the progress display (it is also hidden when stderr is not a terminal)
+    #[arg(long)]
+    pub quiet: bool,
+
     /// PEM file with a CA certificate to trust for HTTPS endpoints (e.g. a private CA)
     #[arg(long)]
     pub ca_cert: Option<PathBuf>,
