@@ -242,12 +242,20 @@ fn histogram(values: &[f64], bins: usize) -> Vec<(String, f64)> {
         let bin = (((value - min) / width) as usize).min(bins - 1);
         counts[bin] += 1;
     }
+    // Enough decimals that neighbouring bin labels differ.
+    let decimals = if width >= 10.0 {
+        0
+    } else if width >= 1.0 {
+        1
+    } else {
+        2
+    };
     counts
         .into_iter()
         .enumerate()
         .map(|(bin, count)| {
             let start = min + width * bin as f64;
-            (super::chart::format_tick(start), count as f64)
+            (format!("{start:.decimals$}"), count as f64)
         })
         .collect()
 }

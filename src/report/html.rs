@@ -7,7 +7,7 @@ use super::chart::escape;
 use super::document::{Block, Document, Table};
 
 const STYLE: &str = "
-body { font-family: sans-serif; margin: 24px auto; max-width: 1600px; color: #222; }
+body { font-family: sans-serif; margin: 24px auto; padding: 0 24px; max-width: 1600px; color: #222; }
 h1 { font-size: 22px; margin-bottom: 4px; }
 h2 { font-size: 18px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 28px; }
 .subtitle { color: #666; margin-top: 0; }
@@ -15,7 +15,8 @@ table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; }
 th { background: #f4f4f4; }
 td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
-.figures { display: flex; flex-wrap: wrap; gap: 16px; }
+.figures { display: flex; flex-wrap: wrap; gap: 8px; }
+svg { max-width: 100%; height: auto; }
 figure { margin: 0; border: 1px solid #eee; padding: 4px; }
 figcaption { font-size: 12px; color: #555; max-width: 760px; }
 ";
