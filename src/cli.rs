@@ -60,7 +60,7 @@ pub struct CompareArgs {
     pub output: PathBuf,
 }
 
-/// What the command line asks for: a benchmark run (no subcommand) or a subcommand.
+/// The parsed command line: a benchmark run (no subcommand) or a subcommand.
 #[derive(Debug)]
 pub enum Invocation {
     Bench(Box<Cli>),
@@ -68,8 +68,8 @@ pub enum Invocation {
 }
 
 impl Invocation {
-    /// The full command: the benchmark options of [`Cli`] plus the subcommands, which take
-    /// none of those options.
+    /// Builds the full command: the benchmark options of [`Cli`] plus the subcommands, which
+    /// take none of those options.
     pub fn command() -> clap::Command {
         let bench = Cli::command();
         // Adding the subcommands replaces the description with `Command`'s doc; keep the tool's.

@@ -1,7 +1,7 @@
 //! The run history: one compact JSON line per run in `clawperf_history.jsonl`, beside the
 //! result JSON, so that `jq` can follow a metric over many runs.
 //!
-//! A line holds the run's `config`, `summary` and per-user `aggregate`s (not the turns, the
+//! A line contains the run's `config`, `summary` and per-user `aggregate`s (not the turns, the
 //! metric snapshots or the timeline, which stay in the result JSON named by `result_file`).
 //! Example: `jq -r '[.summary.started_at, .summary.ttft.P50] | @tsv' clawperf_history.jsonl`.
 

@@ -1,9 +1,9 @@
 //! Side-by-side comparison of two runs: `clawperf compare A.json B.json`.
 //!
-//! Method. For TTFT, TPOT and E2E latency the per-turn values of the successful turns of each
-//! run are compared the way the regression gate compares per-repetition values: the ratio of
-//! their geometric means, and a one-sided Mann–Whitney U test in the metric's bad direction
-//! (B slower than A), see [`crate::significance`]. The test assumes independent samples, but the
+//! Method. For TTFT, TPOT and E2E latency, the per-turn values of each run's successful turns
+//! are compared the way the regression gate compares per-repetition values. The row shows the
+//! ratio of their geometric means and a one-sided Mann–Whitney U test in the metric's bad
+//! direction (B slower than A), see [`crate::significance`]. The test assumes independent samples, but the
 //! turns of one user share a cache state and a server, so per-turn values within one run are
 //! not independent and the p-value is only indicative. Where either run has fewer than
 //! [`MIN_SAMPLES`] values the row shows the delta without a p-value. Other rows (percentiles,
@@ -25,7 +25,7 @@ type Percentile = (&'static str, fn(&LatencyStats) -> f64);
 /// one-sided p-value of the exact test is 1/20 = 0.05.
 pub const MIN_SAMPLES: usize = 3;
 
-/// Which change of a metric is a regression.
+/// The direction of change that makes a metric a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadDirection {
     /// Larger is worse (latencies, failures).

@@ -170,3 +170,59 @@ pub async fn report_events(
     }
     progress.finish();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::TurnRecord;
+    use crate::runner::StopReason;
+
+    fn turn(turn_id: usize, ttft_ms: Option<f64>) -> Box<TurnRecord> {
+        let record = serde_json::json!({
+            "turn_id": turn_id, "success": ttft_ms.is_some(), "start_s": 0.0,
+            "ttft_ms": ttft_ms, "time_to_first_content_ms": ttft_ms, "e2e_latency_ms": null,
+            "stream_end_ms": null, "tpot_ms": null, "itl_count": 0, "itl_mean_ms": null,
+            "itl_max_ms": null, "input_tokens": 10, "new_input_tokens": 10,
+            "output_tokens": null, "output_tokens_source": null, "context_tokens": 10,
+            "user_prefix_tokens": 0, "compaction_triggered": false,
+            "server_prompt_tokens": null, "server_completion_tokens": null,
+            "server_cached_tokens": null, "finish_reason": null, "error": null
+        });
+        Box::new(serde_json::from_value(record).unwrap())
+    }
+
+    #[test]
+    fn progress_counts_turns_and_ttft() {
+        let mut progress = ProgressOutput::hidden().start_run(2, 3, true);
+        for (user_id, ttft_ms) in [(0, Some(100.0)), (1, Some(300.0)), (1, None)] {
+            progress.observe(&RunEvent::TurnFinished {
+                user_id,
+                record: turn(1, ttft_ms),
+            });
+        }
+
+        assert_eq!(progress.bar.position(), 3);
+        assert_eq!(progress.bar.length(), Some(6));
+        assert_eq!(progress.message(), "ok 2, failed 1, TTFT P50 100.0 ms");
+    }
+
+    #[test]
+    fn early_stop_shrinks_the_total() {
+        let mut progress = ProgressOutput::hidden().start_run(2, 3, true);
+        progress.observe(&RunEvent::TurnFinished {
+            user_id: 0,
+            record: turn(1, Some(5.0)),
+        });
+        progress.observe(&RunEvent::UserStopped {
+            user_id: 0,
+            t_s: 1.0,
+            reason: StopReason::ContextOverflow,
+        });
+
+        assert_eq!(
+            progress.bar.length(),
+            Some(4),
+            "6 turns less the 2 never sent"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use super::document::build_document;
 use super::html::render_html;
 use super::markdown::render_markdown;
 
-/// Where `clawperf report` writes its two files.
+/// The paths of the two files that `clawperf report` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportPaths {
     pub markdown: PathBuf,
