@@ -119,9 +119,11 @@ fn run_report(args: &ReportArgs) -> u8 {
     if let Err(err) = report::write_report(&result, &paths) {
         return fail(&err, exit_code::CONFIG_ERROR);
     }
-    println!("Markdown report written to {}", paths.markdown.display());
-    println!("HTML report written to {}", paths.html.display());
-    exit_code::SUCCESS
+    print_to_stdout(&format!(
+        "Markdown report written to {}\nHTML report written to {}\n",
+        paths.markdown.display(),
+        paths.html.display()
+    ))
 }
 
 fn run_compare(args: &CompareArgs) -> u8 {
@@ -138,7 +140,6 @@ fn run_compare(args: &CompareArgs) -> u8 {
         .clone()
         .unwrap_or_else(|| args.b.display().to_string());
     let comparison = report::compare_runs(&a, &b, &label_a, &label_b);
-    print!("{}", report::render_comparison_text(&comparison));
     let markdown = report::render_comparison_markdown(&comparison);
     if let Err(source) = std::fs::write(&args.output, markdown) {
         let err = report::WriteReportError {
@@ -147,8 +148,23 @@ fn run_compare(args: &CompareArgs) -> u8 {
         };
         return fail(&err, exit_code::CONFIG_ERROR);
     }
-    println!("Comparison written to {}", args.output.display());
-    exit_code::SUCCESS
+    let text = format!(
+        "{}Comparison written to {}\n",
+        report::render_comparison_text(&comparison),
+        args.output.display()
+    );
+    print_to_stdout(&text)
+}
+
+/// Prints `text`. A reader that closed the pipe early (`| head`) is not an error, because the
+/// files are already written.
+fn print_to_stdout(text: &str) -> u8 {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => exit_code::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => exit_code::SUCCESS,
+        Err(err) => fail(&err, exit_code::CONFIG_ERROR),
+    }
 }
 
 /// Runs the benchmark and returns the process exit code. Errors are printed to stderr as one

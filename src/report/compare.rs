@@ -21,6 +21,9 @@ type SummaryLatency = (&'static str, fn(&Summary) -> Option<LatencyStats>);
 /// A percentile picked from latency statistics, by name.
 type Percentile = (&'static str, fn(&LatencyStats) -> f64);
 
+/// Significance level below which a per-turn row is called worse or better.
+pub const SIGNIFICANCE_LEVEL: f64 = 0.05;
+
 /// Values per side below which no p-value is computed: with 3 per side the smallest
 /// one-sided p-value of the exact test is 1/20 = 0.05.
 pub const MIN_SAMPLES: usize = 3;
@@ -49,6 +52,8 @@ pub struct MetricRow {
     /// One-sided Mann–Whitney p-value of "B is worse than A", when both sides have enough
     /// samples.
     pub p_value: Option<f64>,
+    /// The same test in the other direction: "B is better than A".
+    pub p_value_better: Option<f64>,
 }
 
 impl MetricRow {
@@ -63,18 +68,33 @@ impl MetricRow {
         (a != 0.0).then(|| (b - a) / a.abs() * 100.0)
     }
 
-    /// Returns "worse", "better" or "same" by the sign of the delta and the bad direction.
+    /// Returns "worse" or "better" for the direction of the change, "same" for no change, and
+    /// "n.s." for a per-turn row whose test is not significant in either direction. Summary rows
+    /// have no test, so their word follows the sign of the delta alone.
     pub fn direction_word(&self) -> &'static str {
+        if let (Some(worse), Some(better)) = (self.p_value, self.p_value_better) {
+            return if worse < SIGNIFICANCE_LEVEL {
+                "worse"
+            } else if better < SIGNIFICANCE_LEVEL {
+                "better"
+            } else {
+                "n.s."
+            };
+        }
         let Some(delta) = self.delta() else {
             return "";
         };
-        match (self.bad_direction, delta.partial_cmp(&0.0)) {
-            (_, Some(std::cmp::Ordering::Equal)) => "same",
-            (BadDirection::Neutral, _) => "",
-            (BadDirection::Higher, Some(std::cmp::Ordering::Greater))
-            | (BadDirection::Lower, Some(std::cmp::Ordering::Less)) => "worse",
-            (_, Some(_)) => "better",
-            (_, None) => "",
+        let larger_is_worse = match self.bad_direction {
+            BadDirection::Neutral => return if delta == 0.0 { "same" } else { "" },
+            BadDirection::Higher => true,
+            BadDirection::Lower => false,
+        };
+        if delta == 0.0 {
+            "same"
+        } else if (delta > 0.0) == larger_is_worse {
+            "worse"
+        } else {
+            "better"
         }
     }
 }
@@ -211,10 +231,11 @@ fn turn_values(result: &RunResult, read: fn(&TurnRecord) -> Option<f64>) -> Vec<
 }
 
 fn per_turn_row(name: &str, a: &[f64], b: &[f64]) -> MetricRow {
-    let p_value = if a.len() >= MIN_SAMPLES && b.len() >= MIN_SAMPLES {
-        mann_whitney_u(a, b, Alternative::Greater).map(|test| test.p_value)
-    } else {
-        None
+    let enough = a.len() >= MIN_SAMPLES && b.len() >= MIN_SAMPLES;
+    let test = |alternative| {
+        enough
+            .then(|| mann_whitney_u(a, b, alternative).map(|test| test.p_value))
+            .flatten()
     };
     MetricRow {
         name: name.to_owned(),
@@ -223,7 +244,8 @@ fn per_turn_row(name: &str, a: &[f64], b: &[f64]) -> MetricRow {
         b: geometric_mean(b),
         bad_direction: BadDirection::Higher,
         samples: Some((a.len(), b.len())),
-        p_value,
+        p_value: test(Alternative::Greater),
+        p_value_better: test(Alternative::Less),
     }
 }
 
@@ -242,6 +264,7 @@ fn summary_row(
         bad_direction,
         samples: None,
         p_value: None,
+        p_value_better: None,
     }
 }
 

@@ -8,7 +8,9 @@ use super::document::Table;
 /// The note printed under every comparison, because the p-values need it to be read right.
 pub const P_VALUE_NOTE: &str = "p: one-sided Mann–Whitney U test that B is worse than A, on the \
 per-turn values of successful turns. Turns of one user share a cache state and a server, so \
-per-turn values are not independent and p is indicative only. Rows without p compare summaries.";
+per-turn values are not independent and p is indicative only. A row with p says worse or better \
+when the test in that direction gives p < 0.05, else n.s. (not significant). Rows without p \
+compare summaries, and their word follows the sign of the delta.";
 
 /// Renders the comparison as a plain-text table with aligned columns.
 pub fn render_comparison_text(comparison: &Comparison) -> String {
