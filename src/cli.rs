@@ -1,11 +1,14 @@
 //! The `clawperf` command line: parses arguments, runs the benchmark, prints the summary and
-//! writes the result JSON.
+//! writes the result JSON; `clawperf report` and `clawperf compare` read result JSONs.
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::BenchArgs;
 use crate::exit_code;
-use crate::report;
+use crate::history;
+use crate::report::{self, ProgressOutput};
 use crate::runner;
 
 /// Benchmark an OpenAI-compatible LLM server with multi-turn, long-context agent traffic.
@@ -16,11 +19,160 @@ pub struct Cli {
     pub bench: BenchArgs,
 }
 
+/// The subcommands. Without one, `clawperf` runs a benchmark with the [`Cli`] options, as the
+/// original ClawPerf did.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a Markdown report and a self-contained HTML page with charts for a result JSON
+    Report(ReportArgs),
+    /// Compare two result JSONs side by side, with deltas and a significance test
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result JSON written by a run (its --output)
+    pub result: PathBuf,
+
+    /// Folder for <name>-report.md and <name>-report.html [default: the result JSON's folder]
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Result JSON of the baseline run (A)
+    pub a: PathBuf,
+
+    /// Result JSON of the candidate run (B)
+    pub b: PathBuf,
+
+    /// Name of run A in the table [default: its path]
+    #[arg(long)]
+    pub label_a: Option<String>,
+
+    /// Name of run B in the table [default: its path]
+    #[arg(long)]
+    pub label_b: Option<String>,
+
+    /// Path of the Markdown comparison
+    #[arg(long, default_value = "clawperf_compare.md")]
+    pub output: PathBuf,
+}
+
+/// The parsed command line: a benchmark run (no subcommand) or a subcommand.
+#[derive(Debug)]
+pub enum Invocation {
+    Bench(Box<Cli>),
+    Command(Command),
+}
+
+impl Invocation {
+    /// Builds the full command: the benchmark options of [`Cli`] plus the subcommands, which
+    /// take none of those options.
+    pub fn command() -> clap::Command {
+        let bench = Cli::command();
+        // Adding the subcommands replaces the description with `Command`'s doc; keep the tool's.
+        let about = bench.get_about().cloned().unwrap_or_default();
+        Command::augment_subcommands(bench)
+            .about(about)
+            .args_conflicts_with_subcommands(true)
+            .subcommand_negates_reqs(true)
+    }
+
+    /// Parses `argv` (program name first).
+    pub fn try_parse_from<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::command();
+        let mut matches = command.try_get_matches_from_mut(argv)?;
+        let parsed = if matches.subcommand_name().is_some() {
+            Command::from_arg_matches_mut(&mut matches).map(Self::Command)
+        } else {
+            Cli::from_arg_matches_mut(&mut matches).map(|cli| Self::Bench(Box::new(cli)))
+        };
+        parsed.map_err(|err| err.format(&mut command))
+    }
+
+    /// Parses the process arguments.
+    pub fn try_parse() -> Result<Self, clap::Error> {
+        Self::try_parse_from(std::env::args_os())
+    }
+}
+
+/// Runs a subcommand and returns the process exit code.
+pub fn run_command(command: Command) -> u8 {
+    match command {
+        Command::Report(args) => run_report(&args),
+        Command::Compare(args) => run_compare(&args),
+    }
+}
+
+fn run_report(args: &ReportArgs) -> u8 {
+    let result = match report::load_result(&args.result) {
+        Ok(result) => result,
+        Err(err) => return fail(&err, exit_code::CONFIG_ERROR),
+    };
+    let paths = report::ReportPaths::for_result(&args.result, args.output_dir.as_deref());
+    if let Err(err) = report::write_report(&result, &paths) {
+        return fail(&err, exit_code::CONFIG_ERROR);
+    }
+    print_to_stdout(&format!(
+        "Markdown report written to {}\nHTML report written to {}\n",
+        paths.markdown.display(),
+        paths.html.display()
+    ))
+}
+
+fn run_compare(args: &CompareArgs) -> u8 {
+    let (a, b) = match (report::load_result(&args.a), report::load_result(&args.b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(err), _) | (_, Err(err)) => return fail(&err, exit_code::CONFIG_ERROR),
+    };
+    let label_a = args
+        .label_a
+        .clone()
+        .unwrap_or_else(|| args.a.display().to_string());
+    let label_b = args
+        .label_b
+        .clone()
+        .unwrap_or_else(|| args.b.display().to_string());
+    let comparison = report::compare_runs(&a, &b, &label_a, &label_b);
+    let markdown = report::render_comparison_markdown(&comparison);
+    if let Err(source) = std::fs::write(&args.output, markdown) {
+        let err = report::WriteReportError {
+            path: args.output.clone(),
+            source,
+        };
+        return fail(&err, exit_code::CONFIG_ERROR);
+    }
+    let text = format!(
+        "{}Comparison written to {}\n",
+        report::render_comparison_text(&comparison),
+        args.output.display()
+    );
+    print_to_stdout(&text)
+}
+
+/// Prints `text`. A reader that closed the pipe early (`| head`) is not an error, because the
+/// files are already written.
+fn print_to_stdout(text: &str) -> u8 {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => exit_code::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => exit_code::SUCCESS,
+        Err(err) => fail(&err, exit_code::CONFIG_ERROR),
+    }
+}
+
 /// Runs the benchmark and returns the process exit code. Errors are printed to stderr as one
-/// line with their causes.
-pub async fn run(cli: Cli) -> u8 {
+/// line with their causes. The progress display draws on `display` unless `--quiet` is given.
+pub async fn run(cli: Cli, display: ProgressOutput) -> u8 {
     let args = cli.bench;
     let verbose = args.verbose;
+    let quiet = args.quiet;
     let config = match tokio::task::spawn_blocking(move || args.validate()).await {
         Ok(Ok(config)) => config,
         Ok(Err(err)) => return fail(&err, exit_code::CONFIG_ERROR),
@@ -36,7 +188,8 @@ pub async fn run(cli: Cli) -> u8 {
     let output = config.output.clone();
 
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let logger = tokio::spawn(report::log_events(receiver, verbose));
+    let progress = display.start_run(config.num_users, config.max_turns, quiet);
+    let logger = tokio::spawn(report::report_events(receiver, verbose, progress));
     let result = runner::run(config, Some(sender)).await;
     let _ = logger.await;
     let result = match result {
@@ -53,6 +206,9 @@ pub async fn run(cli: Cli) -> u8 {
         return exit_code::CONFIG_ERROR;
     }
     println!("Results written to {}", output.display());
+    if let Err(err) = history::append_history(&result, &output) {
+        return fail(&err, exit_code::CONFIG_ERROR);
+    }
 
     if result.summary.successful_turns == 0 {
         eprintln!(

@@ -108,8 +108,12 @@ pub struct BenchArgs {
     pub output: PathBuf,
 
     /// Log every turn's measurements
-    #[arg(long)]
+    #[arg(long, short = 'v')]
     pub verbose: bool,
+
+    /// Hide the progress display (it is also hidden when stderr is not a terminal)
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 
     /// PEM file with a CA certificate to trust for HTTPS endpoints (e.g. a private CA)
     #[arg(long)]

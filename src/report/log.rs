@@ -7,6 +7,13 @@ use crate::runner::RunEvent;
 /// Consumes events until the run drops its sender.
 pub async fn log_events(mut events: UnboundedReceiver<RunEvent>, verbose: bool) {
     while let Some(event) = events.recv().await {
+        log_event(&event, verbose);
+    }
+}
+
+/// Logs one event: context overflows always, turns, compactions and user stops with `verbose`.
+pub fn log_event(event: &RunEvent, verbose: bool) {
+    {
         match event {
             RunEvent::TurnFinished { user_id, record } if verbose => match &record.error {
                 None => tracing::info!(

@@ -55,12 +55,13 @@ fn write_totals(out: &mut String, summary: &Summary) {
             format!("{:.3} req/s", summary.request_throughput_per_s),
         ),
         ("Compactions", summary.total_compactions.to_string()),
+        ("Context overflows", summary.context_overflows.to_string()),
     ];
     for (label, value) in rows {
         let _ = writeln!(out, "{label:<22}{value}");
     }
     for (class, count) in &summary.errors_by_class {
-        let _ = writeln!(out, "{:<22}{count}", format!("Errors: {class}"));
+        let _ = writeln!(out, "{:<22}{count}", format!("Failed: {class}"));
     }
 }
 
