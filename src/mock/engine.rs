@@ -1,7 +1,7 @@
 //! The engine state that all requests share: the prefix cache or the scheduler with its KV
-//! cache, the request gauges and the token counters, behind one mutex so that a snapshot is
-//! always consistent (hits never exceed queries, and running plus waiting equals the requests
-//! in flight). The mutex is held only for counter updates, cache operations and scheduling,
+//! cache, the request gauges and the token counters. They sit behind one mutex, so a snapshot
+//! is always consistent: hits never exceed queries, and running plus waiting equals the
+//! requests in flight. The mutex is held only for counter updates, cache operations and scheduling,
 //! never across an `.await`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

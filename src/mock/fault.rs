@@ -95,7 +95,7 @@ impl FromStr for FaultKind {
     }
 }
 
-/// Which faults a server injects.
+/// The fault injection settings of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSettings {
@@ -135,7 +135,7 @@ impl Default for FaultSettings {
     }
 }
 
-/// Longest stall accepted, one hour, in seconds.
+/// Maximum stall accepted, one hour, in seconds.
 const MAX_STALL_S: f64 = 3600.0;
 
 impl FaultSettings {
@@ -182,7 +182,7 @@ struct Draw {
     rng: StdRng,
 }
 
-/// What the request's fault header asks for.
+/// The fault a request's fault header requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FaultOverride {
     /// No header: the server's settings decide.

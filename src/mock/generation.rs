@@ -44,7 +44,7 @@ enum Phase {
     Finished,
 }
 
-/// Where a request's tokens come from.
+/// The source of a request's tokens.
 enum Source {
     /// The fixed latency model: a schedule from the arrival time.
     Schedule {
@@ -277,7 +277,8 @@ impl Generation {
 }
 
 impl Drop for Generation {
-    /// The engine model needs nothing here: the scheduler notices the closed channel.
+    /// Releases a fixed-model request. An engine-model request needs nothing here, because the
+    /// scheduler notices the closed channel.
     fn drop(&mut self) {
         if let Source::Schedule { phase, .. } = &self.source {
             match phase {

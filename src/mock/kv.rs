@@ -33,7 +33,7 @@ pub(crate) struct KvCache {
     evictions: u64,
 }
 
-/// Where the blocks of a request just admitted come from.
+/// The cache hits of a request just admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Admission {
     pub hit: CacheHit,

@@ -2,10 +2,11 @@
 //! under each engine's metric names, labels, sample order and number format, in the
 //! Prometheus text format 0.0.4.
 //!
-//! - vLLM V1 (as 0.32 writes it with `prometheus_client`): `vllm:` names, labels
-//!   `engine="0"` and `model_name`, every counter `x` as `x_total` with a gauge `x_created`
-//!   holding the engine's start time, histograms as buckets, `_count`, `_sum` and `_created`, and
-//!   values as `prometheus_client` prints floats (`1234.0`, `1.7964135041040318e+09`).
+//! - vLLM V1 (as 0.32 writes it with `prometheus_client`): `vllm:` names with the labels
+//!   `engine="0"` and `model_name`. Every counter `x` is written as `x_total` with a gauge
+//!   `x_created` containing the engine's start time, and histograms as buckets, `_count`, `_sum`
+//!   and `_created`. Values are printed as `prometheus_client` prints floats (`1234.0`,
+//!   `1.7964135041040318e+09`).
 //! - SGLang (as its documented production metrics show them): `sglang:` names with a
 //!   `model_name` label, no `_created` series, histograms as `_sum`, buckets and `_count`, and
 //!   `prometheus_client`'s float format. The prefix cache appears as `sglang:cached_tokens_total`

@@ -9,7 +9,7 @@
 //!   the first token is due `ttft` after the request arrived, then one every `tpot`, whatever
 //!   the load;
 //! - engine: a continuous-batching scheduler (`scheduler.rs`) with a KV-cache block pool
-//!   (`kv.rs`) queues, prefills and decodes requests in real time, so TTFT grows with the
+//!   (`kv.rs`) queues, prefills and decodes requests in real time. TTFT thus grows with the
 //!   uncached prompt tokens and the queue, and the time per output token with the batch size.
 //!
 //! Faults (`fault.rs`) can replace a response with an HTTP error or break its stream. The

@@ -115,7 +115,7 @@ pub(crate) async fn complete(
             let body = Body::from_stream(futures_util::stream::iter(chunks));
             ([(CONTENT_TYPE, "application/json")], body).into_response()
         }
-        // HTTP faults are answered before the request reaches the engine.
+        // HTTP faults are sent before the request reaches the engine.
         FaultKind::RateLimited | FaultKind::InternalError | FaultKind::Unavailable => completion,
     }
 }
@@ -157,7 +157,7 @@ enum Step {
     End,
 }
 
-/// Where a stream goes on after a stall.
+/// The step a stream resumes at after a stall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ResumeStep {
     Tokens,
@@ -267,7 +267,7 @@ impl EventStream {
     }
 }
 
-/// The in-stream error object of an injected stream error, in vLLM's format.
+/// Returns the in-stream error object of an injected stream error, in vLLM's format.
 fn error_object() -> serde_json::Value {
     serde_json::json!({
         "error": {

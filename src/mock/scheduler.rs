@@ -170,12 +170,12 @@ impl Scheduler {
         let mut batch = 0;
         let mut prefill_tokens = 0;
         for running in &mut self.running {
-            let wanted = if running.computed < running.prompt_len() {
+            let requested = if running.computed < running.prompt_len() {
                 running.prompt_len() - running.computed
             } else {
                 1
             };
-            running.scheduled = wanted.min(budget);
+            running.scheduled = requested.min(budget);
             if running.scheduled > 0 {
                 budget -= running.scheduled;
                 batch += 1;
@@ -288,7 +288,7 @@ impl Scheduler {
 /// Runs `state`'s scheduler until the state is dropped. `wake` is notified when a request is
 /// queued and when the state is dropped.
 pub(crate) async fn run(state: Weak<MockState>, wake: Arc<Notify>) {
-    // Where the previous step ended; a step that follows at once starts there, so the time the
+    // The end of the previous step. A step that follows at once starts there, so the time the
     // scheduler itself takes does not add up over a long decode.
     let mut previous_end: Option<Instant> = None;
     loop {
