@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks the mock server's /metrics in every dialect (vllm, sglang, mindie) with
-# `promtool check metrics`: starts clawperf-mock-server on a free 127.0.0.1 port per dialect,
-# sends a few streamed requests, and pipes /metrics into promtool. Installs promtool from
-# Debian's `prometheus` package when it is missing (needs root and apt-get).
+# `promtool check metrics`. For each dialect it starts clawperf-mock-server on a free 127.0.0.1
+# port, sends a few streamed requests, and pipes /metrics into promtool. It installs promtool
+# from Debian's `prometheus` package when it is missing (needs root and apt-get).
 # Usage: scripts/check-metrics-dialects.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,12 +44,20 @@ for dialect in vllm sglang mindie; do
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     rm -f "$log"
-    # promtool exits 3 for lint problems only (such as a counter without _total) and 1 for
-    # invalid expositions; both count as failures here.
-    if output="$(printf '%s\n' "$metrics" | promtool check metrics 2>&1)"; then
-        echo "$dialect: promtool check metrics passed"
+    # promtool exits 1 for an invalid exposition and 3 for lint findings only. vLLM and SGLang
+    # name their metrics `vllm:...` and `sglang:...`, which promtool (2.42) reports as
+    # "metric names should not contain ':'"; their real /metrics output gets the same findings.
+    # So exit 3 passes when that is the only finding, and anything else fails.
+    set +e
+    output="$(printf '%s\n' "$metrics" | promtool check metrics 2>&1)"
+    status=$?
+    set -e
+    other="$(printf '%s\n' "$output" | grep -v "metric names should not contain ':'" | grep -v '^$' || true)"
+    colons="$(printf '%s\n' "$output" | grep -c "metric names should not contain ':'" || true)"
+    if [ "$status" -eq 0 ] || { [ "$status" -eq 3 ] && [ -z "$other" ]; }; then
+        echo "$dialect: promtool check metrics passed ($colons lint findings of ':' in names, as for the real engine)"
     else
-        echo "$dialect: promtool check metrics failed:"
+        echo "$dialect: promtool check metrics failed with exit status $status:"
         echo "$output"
         failed=1
     fi
