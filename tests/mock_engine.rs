@@ -494,3 +494,62 @@ async fn engine_rejects_request_larger_than_cache() {
     assert_eq!(server.stats().in_flight, 0);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_tier_serves_evicted_prefix() {
+    const LOAD_US: f64 = 2.0;
+    let server = start(MockConfig {
+        // 120 blocks hold one request (up to about 80 blocks) but not both users' prefixes.
+        hbm_blocks: 120,
+        external_blocks: 10_000,
+        ..engine_config(EngineParams {
+            prefill_us_per_token: PREFILL_US,
+            external_load_us_per_token: LOAD_US,
+            decode_step_base_us: STEP_BASE_US,
+            ..engine_params()
+        })
+    })
+    .await;
+    // Two users with different user prefixes take turns in HBM and evict each other's blocks.
+    let result = run_against(
+        &server,
+        &[
+            "--num-users",
+            "2",
+            "--system-prefix-tokens",
+            "100",
+            "--user-prefix-tokens",
+            "800",
+            "--input-tokens-per-turn",
+            "100",
+            "--output-tokens-per-turn",
+            "4",
+            "--max-turns",
+            "3",
+        ],
+    )
+    .await;
+    successful_turns(&result);
+    let stats = server.stats();
+    assert!(stats.hbm_evictions > 0, "{stats:?}");
+    assert!(stats.external_prefix_cache_hits > 0, "{stats:?}");
+    assert!(
+        stats.external_prefix_cache_queries == stats.prefix_cache_queries - stats.prefix_cache_hits,
+        "the external tier is asked for every token HBM missed: {stats:?}"
+    );
+    assert_eq!(
+        result.summary.external_prefix_cache_hit_tokens_delta,
+        Some(stats.external_prefix_cache_hits as f64)
+    );
+    // Turns report the hits of both tiers as cached tokens.
+    let turns = successful_turns(&result);
+    let cached_total: u64 = turns
+        .iter()
+        .map(|turn| turn.server_cached_tokens.unwrap())
+        .sum();
+    assert_eq!(
+        cached_total,
+        stats.prefix_cache_hits + stats.external_prefix_cache_hits
+    );
+    server.shutdown().await;
+}
