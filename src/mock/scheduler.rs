@@ -316,3 +316,205 @@ pub(crate) async fn run(state: Weak<MockState>, wake: Arc<Notify>) {
 /// How far behind schedule the scheduler may run before it stops catching up and starts the
 /// next step from the current time instead.
 const MAX_CATCH_UP: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::Tokenizer;
+
+    const BLOCK: usize = 16;
+
+    fn params() -> EngineParams {
+        EngineParams {
+            max_num_seqs: 4,
+            max_num_batched_tokens: 100,
+            prefill_us_per_token: 10.0,
+            external_load_us_per_token: 1.0,
+            decode_step_base_us: 1000.0,
+            decode_step_us_per_seq: 100.0,
+            jitter: 0.0,
+        }
+    }
+
+    fn scheduler(params: EngineParams, blocks: usize) -> Scheduler {
+        Scheduler::new(params, BLOCK, KvCache::new(BLOCK, blocks, 0, true), 3)
+    }
+
+    /// Queues a request of `prompt_len` distinct tokens and returns its event receiver.
+    fn enqueue(
+        scheduler: &mut Scheduler,
+        first_token: u32,
+        prompt_len: usize,
+        max_tokens: u32,
+    ) -> mpsc::UnboundedReceiver<EngineEvent> {
+        let prompt: Vec<u32> = (first_token..first_token + prompt_len as u32).collect();
+        let (events, receiver) = mpsc::unbounded_channel();
+        scheduler.enqueue(EngineRequest {
+            prompt_hashes: hash_blocks(&prompt, BLOCK, None),
+            prompt,
+            max_tokens,
+            rng: StdRng::seed_from_u64(0),
+            events,
+        });
+        receiver
+    }
+
+    fn tokens_received(receiver: &mut mpsc::UnboundedReceiver<EngineEvent>) -> usize {
+        let mut tokens = 0;
+        while let Ok(event) = receiver.try_recv() {
+            if let EngineEvent::Token(_) = event {
+                tokens += 1;
+            }
+        }
+        tokens
+    }
+
+    /// Plans and completes one step; returns its duration in microseconds.
+    fn step(scheduler: &mut Scheduler, generator: &ContentGenerator) -> Option<f64> {
+        let mut changes = StepChanges::default();
+        let duration = scheduler.plan_step(&mut changes)?;
+        scheduler.complete_step(generator, &mut changes);
+        Some(duration.as_secs_f64() * 1e6)
+    }
+
+    fn generator() -> ContentGenerator {
+        ContentGenerator::new(Tokenizer::builtin()).unwrap()
+    }
+
+    fn assert_close(actual: f64, expected: f64) {
+        assert!(
+            (actual - expected).abs() < 1e-6,
+            "{actual} µs, expected {expected}"
+        );
+    }
+
+    #[test]
+    fn long_prompt_prefills_in_chunks() {
+        let generator = generator();
+        let mut scheduler = scheduler(params(), 64);
+        let mut receiver = enqueue(&mut scheduler, 0, 250, 2);
+
+        assert_close(
+            step(&mut scheduler, &generator).unwrap(),
+            1100.0 + 100.0 * 10.0,
+        );
+        assert_close(
+            step(&mut scheduler, &generator).unwrap(),
+            1100.0 + 100.0 * 10.0,
+        );
+        assert_eq!(tokens_received(&mut receiver), 0, "prompt not complete yet");
+        assert_close(
+            step(&mut scheduler, &generator).unwrap(),
+            1100.0 + 50.0 * 10.0,
+        );
+        assert_eq!(
+            tokens_received(&mut receiver),
+            1,
+            "first token after the last chunk"
+        );
+        assert_close(step(&mut scheduler, &generator).unwrap(), 1100.0);
+        assert_eq!(tokens_received(&mut receiver), 1);
+        assert_eq!(step(&mut scheduler, &generator), None, "finished");
+        assert_eq!(scheduler.kv().blocks_in_use(), 0);
+    }
+
+    #[test]
+    fn decode_step_grows_with_batch() {
+        let generator = generator();
+        let mut scheduler = scheduler(params(), 64);
+        let _receivers: Vec<_> = (0..3)
+            .map(|index| enqueue(&mut scheduler, index * 1000, 10, 5))
+            .collect();
+        assert_close(
+            step(&mut scheduler, &generator).unwrap(),
+            1000.0 + 300.0 + 300.0,
+        );
+        assert_close(step(&mut scheduler, &generator).unwrap(), 1000.0 + 300.0);
+        assert_eq!(scheduler.running_len(), 3);
+    }
+
+    #[test]
+    fn request_beyond_max_num_seqs_waits() {
+        let generator = generator();
+        let mut scheduler = scheduler(params(), 64);
+        let _receivers: Vec<_> = (0..5)
+            .map(|index| enqueue(&mut scheduler, index * 1000, 10, 5))
+            .collect();
+        step(&mut scheduler, &generator);
+        assert_eq!(scheduler.running_len(), 4);
+        assert_eq!(scheduler.waiting_len(), 1);
+    }
+
+    #[test]
+    fn request_waits_for_kv_blocks() {
+        let generator = generator();
+        let mut scheduler = scheduler(params(), 4);
+        // Each request holds ceil((40 + 9) / 16) = 4 blocks, the whole cache.
+        let mut first = enqueue(&mut scheduler, 0, 40, 10);
+        let mut second = enqueue(&mut scheduler, 1000, 40, 10);
+        step(&mut scheduler, &generator);
+        assert_eq!(scheduler.running_len(), 1);
+        assert_eq!(scheduler.waiting_len(), 1);
+        for _ in 0..9 {
+            step(&mut scheduler, &generator);
+        }
+        assert_eq!(tokens_received(&mut first), 10);
+        step(&mut scheduler, &generator);
+        assert_eq!(
+            scheduler.waiting_len(),
+            0,
+            "admitted once the first request ended"
+        );
+        assert_eq!(tokens_received(&mut second), 1);
+    }
+
+    #[test]
+    fn closed_request_is_dropped() {
+        let generator = generator();
+        let mut scheduler = scheduler(params(), 64);
+        drop(enqueue(&mut scheduler, 0, 10, 5));
+        let mut changes = StepChanges::default();
+        assert_eq!(scheduler.plan_step(&mut changes), None);
+        assert_eq!(changes.abandoned, 1);
+
+        let receiver = enqueue(&mut scheduler, 0, 10, 5);
+        step(&mut scheduler, &generator);
+        drop(receiver);
+        let mut changes = StepChanges::default();
+        scheduler.plan_step(&mut changes);
+        scheduler.complete_step(&generator, &mut changes);
+        assert_eq!(
+            changes.finished, 1,
+            "a running request ends when its client goes away"
+        );
+        assert_eq!(scheduler.kv().blocks_in_use(), 0);
+    }
+
+    #[test]
+    fn jitter_is_seeded_and_bounded() {
+        let durations = || {
+            let generator = generator();
+            let mut scheduler = scheduler(
+                EngineParams {
+                    jitter: 0.1,
+                    ..params()
+                },
+                64,
+            );
+            let _receiver = enqueue(&mut scheduler, 0, 10, 20);
+            (0..20)
+                .map(|_| step(&mut scheduler, &generator).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let first = durations();
+        assert_eq!(first, durations());
+        for duration in &first[1..] {
+            assert!((990.0..=1210.0).contains(duration), "{duration} µs");
+        }
+        assert!(
+            first[1..]
+                .iter()
+                .any(|duration| (duration - 1100.0).abs() > 1.0)
+        );
+    }
+}
