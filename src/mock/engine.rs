@@ -30,9 +30,11 @@ const FALLBACK_MODEL_NAME: &str = "mock";
 pub struct MockStats {
     /// Chat completions admitted: requests that passed validation, counted before tokenizing.
     pub requests: u64,
-    /// Requests past their first token that are still generating.
+    /// Requests still generating: with the fixed model those past their first token, with the
+    /// engine model those the scheduler admitted, prefilling ones included.
     pub running: u64,
-    /// Requests admitted whose first token is not yet due.
+    /// Requests not running yet: with the fixed model those whose first token is not yet due,
+    /// with the engine model those being tokenized or queued for admission.
     pub waiting: u64,
     pub prefix_cache_queries: u64,
     pub prefix_cache_hits: u64,
