@@ -115,6 +115,9 @@ impl Drop for ServerProcess {
 /// The outcome of one streamed request: tokens received, or why it failed.
 type StreamOutcome = Result<u64, String>;
 
+/// The last event of a stream.
+const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
+
 /// Sends one streamed request for `max_tokens` tokens and counts the token events received.
 async fn stream_once(client: &reqwest::Client, url: &str, max_tokens: u32) -> StreamOutcome {
     let body = serde_json::json!({
@@ -133,14 +136,20 @@ async fn stream_once(client: &reqwest::Client, url: &str, max_tokens: u32) -> St
         return Err(format!("HTTP {}", response.status()));
     }
     let mut events = 0u64;
-    let mut tail = Vec::new();
+    // The last bytes received, so that an event separator or `[DONE]` split across two reads
+    // is still found.
+    let mut tail: Vec<u8> = Vec::new();
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|err| format!("stream broke: {err}"))?;
+        if tail.last() == Some(&b'\n') && chunk.first() == Some(&b'\n') {
+            events += 1;
+        }
         events += chunk.windows(2).filter(|pair| pair == b"\n\n").count() as u64;
-        tail = chunk.to_vec();
+        tail.extend_from_slice(&chunk[chunk.len().saturating_sub(DONE_EVENT.len())..]);
+        tail.drain(..tail.len().saturating_sub(DONE_EVENT.len()));
     }
-    if !tail.ends_with(b"data: [DONE]\n\n") {
+    if !tail.ends_with(DONE_EVENT) {
         return Err("stream ended without [DONE]".to_owned());
     }
     // One role chunk and `[DONE]` besides the tokens (no usage chunk was requested).
