@@ -167,12 +167,14 @@ impl PrefixCache {
 ///
 /// Recency is a doubly linked list threaded through `nodes`, from `head` (most recently used)
 /// to `tail` (next to evict), and `index` maps a hash to its node, so every operation is O(1).
-/// A full tier reuses the evicted block's node for the new block.
+/// A full tier reuses the evicted block's node for the new block, and nodes of removed blocks
+/// wait in `free_nodes` for reuse.
 #[derive(Debug)]
-struct LruBlocks {
+pub(super) struct LruBlocks {
     capacity: usize,
     index: HashMap<BlockHash, usize, BuildHasherDefault<BlockHashHasher>>,
     nodes: Vec<Node>,
+    free_nodes: Vec<usize>,
     head: usize,
     tail: usize,
 }
@@ -188,23 +190,48 @@ struct Node {
 const NIL: usize = usize::MAX;
 
 impl LruBlocks {
-    fn new(capacity: usize) -> Self {
+    pub(super) fn new(capacity: usize) -> Self {
         Self {
             capacity,
             index: HashMap::default(),
             nodes: Vec::new(),
+            free_nodes: Vec::new(),
             head: NIL,
             tail: NIL,
         }
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.index.len()
+    }
+
+    pub(super) fn contains(&self, hash: BlockHash) -> bool {
+        self.index.contains_key(&hash)
+    }
+
+    /// Removes `hash` if present and returns whether it was.
+    pub(super) fn remove(&mut self, hash: BlockHash) -> bool {
+        let Some(node) = self.index.remove(&hash) else {
+            return false;
+        };
+        self.unlink(node);
+        self.free_nodes.push(node);
+        true
+    }
+
+    /// Removes and returns the least recently used block.
+    pub(super) fn pop_least_recent(&mut self) -> Option<BlockHash> {
+        if self.tail == NIL {
+            return None;
+        }
+        let hash = self.nodes[self.tail].hash;
+        self.remove(hash);
+        Some(hash)
     }
 
     /// Counts the leading blocks of `hashes` that are present and marks them as recently used,
     /// the first block last so that it ends up the most recently used.
-    fn touch_run(&mut self, hashes: &[BlockHash]) -> usize {
+    pub(super) fn touch_run(&mut self, hashes: &[BlockHash]) -> usize {
         let run = hashes
             .iter()
             .take_while(|hash| self.index.contains_key(hash))
@@ -217,12 +244,18 @@ impl LruBlocks {
 
     /// Marks `hash` as the most recently used block, adding it if absent. Returns the block
     /// evicted to make room, if any. With capacity 0 nothing is stored.
-    fn insert(&mut self, hash: BlockHash) -> Option<BlockHash> {
+    pub(super) fn insert(&mut self, hash: BlockHash) -> Option<BlockHash> {
         if self.capacity == 0 {
             return None;
         }
         if let Some(&node) = self.index.get(&hash) {
             self.unlink(node);
+            self.push_front(node);
+            return None;
+        }
+        if let Some(node) = self.free_nodes.pop() {
+            self.nodes[node].hash = hash;
+            self.index.insert(hash, node);
             self.push_front(node);
             return None;
         }

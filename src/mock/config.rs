@@ -4,9 +4,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 use super::MockError;
+use super::fault::{FaultKind, FaultSettings};
+use super::options::{EngineParams, LatencyModel, MetricsDialect};
 use crate::tokenizer::Tokenizer;
 
 /// HBM tier capacity when none is given: 2^20 blocks (16 Mi tokens at 16 tokens a block), so
@@ -16,16 +18,20 @@ pub const DEFAULT_HBM_BLOCKS: usize = 1 << 20;
 /// context is full; the mock, which never stops early, generates this fixed number instead.
 pub const DEFAULT_MAX_TOKENS: u32 = 16;
 
-/// Settings of a mock engine: its model name, latency, tokenizer and prefix cache.
+/// Settings of a mock engine: its model name, latency, tokenizer, prefix cache, faults and
+/// metrics format.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
     /// The one model name requests may ask for; others get vLLM's 404 error body. `None`
     /// accepts any `model`.
     pub served_model_name: Option<String>,
-    /// Time from a request's arrival to its first generated token.
+    /// Time from a request's arrival to its first generated token, with the fixed latency
+    /// model.
     pub ttft: Duration,
-    /// Time between successive generated tokens.
+    /// Time between successive generated tokens, with the fixed latency model.
     pub tpot: Duration,
+    /// Fixed `ttft`/`tpot` schedule (the default) or the continuous-batching engine model.
+    pub latency_model: LatencyModel,
     /// Renders and tokenizes prompts, and supplies the generated tokens.
     pub tokenizer: Tokenizer,
     /// Tokens per KV-cache block; only full blocks are cached.
@@ -36,8 +42,13 @@ pub struct MockConfig {
     pub external_blocks: usize,
     /// Whether prompts are looked up in and added to the prefix cache.
     pub prefix_caching: bool,
-    /// Seed of the generated text; request `k` of a server generates the same tokens every run.
+    /// Seed of the generated text, the fault draws and the step jitter; request `k` of a
+    /// server generates the same tokens every run.
     pub seed: u64,
+    /// Faults injected from the start; `PUT /admin/faults` replaces them at run time.
+    pub faults: FaultSettings,
+    /// The engine whose `/metrics` names and format the server imitates.
+    pub metrics_dialect: MetricsDialect,
 }
 
 impl Default for MockConfig {
@@ -46,14 +57,26 @@ impl Default for MockConfig {
             served_model_name: None,
             ttft: Duration::from_millis(500),
             tpot: Duration::from_millis(10),
+            latency_model: LatencyModel::Fixed,
             tokenizer: Tokenizer::builtin(),
             block_size: 16,
             hbm_blocks: DEFAULT_HBM_BLOCKS,
             external_blocks: 0,
             prefix_caching: true,
             seed: 0,
+            faults: FaultSettings::default(),
+            metrics_dialect: MetricsDialect::Vllm,
         }
     }
+}
+
+/// The `--latency-model` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LatencyModelName {
+    /// First token `--ttft` after arrival, then one every `--tpot`, whatever the load.
+    Fixed,
+    /// A continuous-batching scheduler with a KV-cache capacity computes every token's time.
+    Engine,
 }
 
 /// Command line of `clawperf-mock-server`.
@@ -73,13 +96,30 @@ pub struct MockServerArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
 
-    /// Time to first token in milliseconds, counted from the request's arrival.
-    #[arg(long, value_name = "MS", default_value = "500", value_parser = parse_millis)]
-    pub ttft: Duration,
+    /// How token times are decided: a fixed schedule, or a simulated continuous-batching
+    /// engine whose latency depends on the load and the prefix cache.
+    #[arg(long, value_enum, default_value_t = LatencyModelName::Fixed)]
+    pub latency_model: LatencyModelName,
 
-    /// Time per output token in milliseconds: the gap between successive generated tokens.
-    #[arg(long, value_name = "MS", default_value = "10", value_parser = parse_millis)]
-    pub tpot: Duration,
+    /// Time to first token in milliseconds, counted from the request's arrival (fixed latency
+    /// model only) [default: 500].
+    #[arg(long, value_name = "MS", value_parser = parse_millis)]
+    pub ttft: Option<Duration>,
+
+    /// Time per output token in milliseconds: the gap between successive generated tokens
+    /// (fixed latency model only) [default: 10].
+    #[arg(long, value_name = "MS", value_parser = parse_millis)]
+    pub tpot: Option<Duration>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    #[command(flatten)]
+    pub faults: FaultArgs,
+
+    /// The engine whose /metrics metric names, labels and number format the server imitates.
+    #[arg(long, value_enum, default_value_t = MetricsDialect::Vllm)]
+    pub metrics_dialect: MetricsDialect,
 
     /// Model name that requests must use; without it, any model name is accepted.
     #[arg(long, value_name = "NAME")]
@@ -106,14 +146,159 @@ pub struct MockServerArgs {
     #[arg(long)]
     pub no_prefix_caching: bool,
 
-    /// Seed of the generated text.
+    /// Seed of the generated text, the fault draws and the step jitter.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
+/// Options of the engine latency model; each needs `--latency-model engine`.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Engine latency model (with --latency-model engine)")]
+pub struct EngineArgs {
+    /// Maximum number of requests in one engine step [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_num_seqs: Option<usize>,
+
+    /// Maximum number of tokens computed in one step; longer prompts are prefilled in chunks
+    /// [default: 8192].
+    #[arg(long, value_name = "TOKENS")]
+    pub max_num_batched_tokens: Option<usize>,
+
+    /// Prefill time per uncached prompt token, in microseconds [default: 20].
+    #[arg(long, value_name = "US")]
+    pub prefill_us_per_token: Option<f64>,
+
+    /// Time to load one prompt token from the external tier, in microseconds [default: 2].
+    #[arg(long, value_name = "US")]
+    pub external_load_us_per_token: Option<f64>,
+
+    /// Fixed duration of one engine step, in microseconds [default: 5000].
+    #[arg(long, value_name = "US")]
+    pub decode_step_base_us: Option<f64>,
+
+    /// Added duration of one step per request in the batch, in microseconds [default: 100].
+    #[arg(long, value_name = "US")]
+    pub decode_step_us_per_seq: Option<f64>,
+
+    /// Relative jitter of each step's duration, drawn with --seed; 0.05 means up to 5 percent
+    /// either way [default: 0, no jitter].
+    #[arg(long, value_name = "FRACTION")]
+    pub jitter: Option<f64>,
+}
+
+impl EngineArgs {
+    /// Returns the option names given on the command line.
+    fn given(&self) -> Vec<&'static str> {
+        let options = [
+            ("--max-num-seqs", self.max_num_seqs.is_some()),
+            (
+                "--max-num-batched-tokens",
+                self.max_num_batched_tokens.is_some(),
+            ),
+            (
+                "--prefill-us-per-token",
+                self.prefill_us_per_token.is_some(),
+            ),
+            (
+                "--external-load-us-per-token",
+                self.external_load_us_per_token.is_some(),
+            ),
+            ("--decode-step-base-us", self.decode_step_base_us.is_some()),
+            (
+                "--decode-step-us-per-seq",
+                self.decode_step_us_per_seq.is_some(),
+            ),
+            ("--jitter", self.jitter.is_some()),
+        ];
+        options
+            .into_iter()
+            .filter_map(|(name, given)| given.then_some(name))
+            .collect()
+    }
+
+    fn to_params(&self) -> EngineParams {
+        let defaults = EngineParams::default();
+        EngineParams {
+            max_num_seqs: self.max_num_seqs.unwrap_or(defaults.max_num_seqs),
+            max_num_batched_tokens: self
+                .max_num_batched_tokens
+                .unwrap_or(defaults.max_num_batched_tokens),
+            prefill_us_per_token: self
+                .prefill_us_per_token
+                .unwrap_or(defaults.prefill_us_per_token),
+            external_load_us_per_token: self
+                .external_load_us_per_token
+                .unwrap_or(defaults.external_load_us_per_token),
+            decode_step_base_us: self
+                .decode_step_base_us
+                .unwrap_or(defaults.decode_step_base_us),
+            decode_step_us_per_seq: self
+                .decode_step_us_per_seq
+                .unwrap_or(defaults.decode_step_us_per_seq),
+            jitter: self.jitter.unwrap_or(defaults.jitter),
+        }
+    }
+}
+
+/// Fault injection options.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Fault injection")]
+pub struct FaultArgs {
+    /// Fault to inject into a fraction of the requests.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub fault: Option<FaultKind>,
+
+    /// Fraction of requests that get the --fault, from 0 to 1.
+    #[arg(long, value_name = "FRACTION", default_value_t = 1.0)]
+    pub fault_rate: f64,
+
+    /// How long the stall fault sends nothing, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub fault_stall_s: f64,
+
+    /// Retry-After value of the rate-limited fault, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1)]
+    pub fault_retry_after_s: u32,
+}
+
+impl FaultArgs {
+    fn to_settings(&self) -> FaultSettings {
+        FaultSettings {
+            kind: self.fault,
+            rate: self.fault_rate,
+            stall_s: self.fault_stall_s,
+            retry_after_s: self.fault_retry_after_s,
+        }
+    }
+}
+
 impl MockServerArgs {
     /// Builds the engine configuration, loading the tokenizer from `--tokenizer` when given.
+    /// Options of one latency model given with the other are an error rather than ignored.
     pub fn to_config(&self) -> Result<MockConfig, MockError> {
+        let defaults = MockConfig::default();
+        let latency_model = match self.latency_model {
+            LatencyModelName::Fixed => {
+                let engine_options = self.engine.given();
+                if !engine_options.is_empty() {
+                    return Err(MockError::InvalidEngine(format!(
+                        "{} set without --latency-model engine; add it, or drop the option",
+                        engine_options.join(", ")
+                    )));
+                }
+                LatencyModel::Fixed
+            }
+            LatencyModelName::Engine => {
+                if self.ttft.is_some() || self.tpot.is_some() {
+                    return Err(MockError::InvalidEngine(
+                        "--ttft and --tpot set the fixed latency model, but --latency-model is \
+                         engine; drop them, or use --latency-model fixed"
+                            .to_owned(),
+                    ));
+                }
+                LatencyModel::Engine(self.engine.to_params())
+            }
+        };
         let tokenizer = match &self.tokenizer {
             Some(path) => Tokenizer::from_path(path).map_err(|source| MockError::Tokenizer {
                 path: path.clone(),
@@ -123,14 +308,17 @@ impl MockServerArgs {
         };
         Ok(MockConfig {
             served_model_name: self.served_model_name.clone(),
-            ttft: self.ttft,
-            tpot: self.tpot,
+            ttft: self.ttft.unwrap_or(defaults.ttft),
+            tpot: self.tpot.unwrap_or(defaults.tpot),
+            latency_model,
             tokenizer,
             block_size: self.block_size,
             hbm_blocks: self.num_gpu_blocks,
             external_blocks: self.external_blocks,
             prefix_caching: !self.no_prefix_caching,
             seed: self.seed,
+            faults: self.faults.to_settings(),
+            metrics_dialect: self.metrics_dialect,
         })
     }
 }
@@ -206,5 +394,48 @@ mod tests {
         assert_eq!(config.external_blocks, defaults.external_blocks);
         assert_eq!(config.prefix_caching, defaults.prefix_caching);
         assert_eq!(config.seed, defaults.seed);
+        assert_eq!(config.latency_model, LatencyModel::Fixed);
+        assert_eq!(config.faults, defaults.faults);
+        assert_eq!(config.metrics_dialect, defaults.metrics_dialect);
+    }
+
+    #[test]
+    fn engine_option_requires_engine_model() {
+        let args = MockServerArgs::parse_from(["clawperf-mock-server", "--max-num-seqs", "8"]);
+        let err = args.to_config().unwrap_err().to_string();
+        assert!(err.contains("--max-num-seqs"), "{err}");
+    }
+
+    #[test]
+    fn engine_model_rejects_fixed_latency() {
+        let args = MockServerArgs::parse_from([
+            "clawperf-mock-server",
+            "--latency-model",
+            "engine",
+            "--ttft",
+            "100",
+        ]);
+        assert!(args.to_config().is_err());
+    }
+
+    #[test]
+    fn engine_options_fill_defaults() {
+        let config = MockServerArgs::parse_from([
+            "clawperf-mock-server",
+            "--latency-model",
+            "engine",
+            "--max-num-seqs",
+            "8",
+        ])
+        .to_config()
+        .unwrap();
+        let LatencyModel::Engine(params) = config.latency_model else {
+            panic!("expected the engine model, got {:?}", config.latency_model);
+        };
+        assert_eq!(params.max_num_seqs, 8);
+        assert_eq!(
+            params.max_num_batched_tokens,
+            EngineParams::default().max_num_batched_tokens
+        );
     }
 }

@@ -1,15 +1,23 @@
-//! The engine state that all requests share: the prefix cache, the request gauges and the token
-//! counters, behind one mutex so that a snapshot is always consistent (hits never exceed
-//! queries). The mutex is held only for counter updates and cache operations, never across an
-//! `.await`.
+//! The engine state that all requests share: the prefix cache or the scheduler with its KV
+//! cache, the request gauges and the token counters. They sit behind one mutex, so a snapshot
+//! is always consistent: hits never exceed queries, and running plus waiting equals the
+//! requests in flight. The mutex is held only for counter updates, cache operations and scheduling,
+//! never across an `.await`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
 
 use super::MockError;
-use super::cache::{BlockHash, CacheHit, PrefixCache, hash_blocks};
+use super::cache::{BlockHash, CacheCounters, CacheHit, PrefixCache, hash_blocks};
 use super::config::MockConfig;
+use super::fault::FaultInjector;
+use super::histogram::LatencyHistograms;
+use super::kv::KvCache;
+use super::options::LatencyModel;
+use super::scheduler::{self, EngineRequest, Scheduler, StepChanges};
 use crate::content::ContentGenerator;
 use crate::openai::ChatMessage;
 use crate::tokenizer::EncodeError;
@@ -22,9 +30,11 @@ const FALLBACK_MODEL_NAME: &str = "mock";
 pub struct MockStats {
     /// Chat completions admitted: requests that passed validation, counted before tokenizing.
     pub requests: u64,
-    /// Requests past their first token that are still generating.
+    /// Requests still generating: with the fixed model those past their first token, with the
+    /// engine model those the scheduler admitted, prefilling ones included.
     pub running: u64,
-    /// Requests admitted whose first token is not yet due.
+    /// Requests not running yet: with the fixed model those whose first token is not yet due,
+    /// with the engine model those being tokenized or queued for admission.
     pub waiting: u64,
     pub prefix_cache_queries: u64,
     pub prefix_cache_hits: u64,
@@ -38,9 +48,17 @@ pub struct MockStats {
     pub hbm_cached_blocks: u64,
     /// Blocks stored in the external tier.
     pub external_cached_blocks: u64,
-    /// Blocks that running requests' prompts occupy; `vllm:kv_cache_usage_perc` divides them by
-    /// the HBM capacity.
+    /// Blocks that running requests occupy; `vllm:kv_cache_usage_perc` divides them by the HBM
+    /// capacity. The fixed latency model counts prompt blocks only.
     pub kv_blocks_in_use: u64,
+    /// Requests admitted that have not ended yet; always `running + waiting`.
+    pub in_flight: u64,
+    /// Cached blocks evicted from the HBM tier; only the engine latency model counts them.
+    pub hbm_evictions: u64,
+    /// Faults injected so far, HTTP errors and stream faults alike.
+    pub faults_injected: u64,
+    /// Engine steps run so far; 0 with the fixed latency model.
+    pub engine_steps: u64,
 }
 
 /// A prompt after tokenizing and cache lookup.
@@ -64,12 +82,22 @@ pub struct MockState {
     /// Kept outside the mutex because it changes once per token.
     generation_tokens: AtomicU64,
     engine: Mutex<Engine>,
+    faults: FaultInjector,
+    histograms: LatencyHistograms,
+    /// Wakes the scheduler task when a request is queued or the state is dropped.
+    wake: Arc<Notify>,
+    scheduler_started: AtomicBool,
 }
 
 #[derive(Debug)]
 struct Engine {
+    /// The prefix cache of the fixed latency model; unused by the engine model.
     cache: PrefixCache,
+    /// The scheduler of the engine latency model.
+    scheduler: Option<Scheduler>,
     requests: u64,
+    /// Requests that ended: finished, failed or abandoned by their client.
+    ended: u64,
     waiting: u64,
     running: u64,
     prompt_tokens: u64,
@@ -96,10 +124,25 @@ impl MockState {
             config.external_blocks,
             config.prefix_caching,
         );
+        let scheduler = match config.latency_model {
+            LatencyModel::Fixed => None,
+            LatencyModel::Engine(params) => {
+                params.validate().map_err(MockError::InvalidEngine)?;
+                let kv = KvCache::new(
+                    config.block_size,
+                    config.hbm_blocks,
+                    config.external_blocks,
+                    config.prefix_caching,
+                );
+                Some(Scheduler::new(params, config.block_size, kv, config.seed))
+            }
+        };
+        config.faults.validate().map_err(MockError::InvalidFaults)?;
         let model_name = config
             .served_model_name
             .clone()
             .unwrap_or_else(|| FALLBACK_MODEL_NAME.to_owned());
+        let faults = FaultInjector::new(config.faults, config.seed);
         Ok(Self {
             config,
             model_name,
@@ -109,13 +152,33 @@ impl MockState {
             generation_tokens: AtomicU64::new(0),
             engine: Mutex::new(Engine {
                 cache,
+                scheduler,
                 requests: 0,
+                ended: 0,
                 waiting: 0,
                 running: 0,
                 prompt_tokens: 0,
                 blocks_in_use: 0,
             }),
+            faults,
+            histograms: LatencyHistograms::default(),
+            wake: Arc::new(Notify::new()),
+            scheduler_started: AtomicBool::new(false),
         })
+    }
+
+    /// Starts the scheduler task of the engine latency model, once; later calls and the fixed
+    /// model do nothing. Must be called inside a Tokio runtime.
+    pub(crate) fn start_scheduler(self: &Arc<Self>) {
+        if !self.is_engine_model() || self.scheduler_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(scheduler::run(Arc::downgrade(self), Arc::clone(&self.wake)));
+    }
+
+    /// Returns whether latency comes from the engine model rather than a fixed schedule.
+    pub fn is_engine_model(&self) -> bool {
+        matches!(self.config.latency_model, LatencyModel::Engine(_))
     }
 
     pub fn config(&self) -> &MockConfig {
@@ -135,7 +198,34 @@ impl MockState {
     /// Returns a consistent snapshot of the counters and gauges.
     pub fn stats(&self) -> MockStats {
         let engine = self.engine();
-        let counters = engine.cache.counters();
+        let (counters, hbm_cached, external_cached, in_use, evictions, steps): (
+            CacheCounters,
+            usize,
+            usize,
+            u64,
+            u64,
+            u64,
+        ) = match &engine.scheduler {
+            None => (
+                engine.cache.counters(),
+                engine.cache.hbm_len(),
+                engine.cache.external_len(),
+                engine.blocks_in_use,
+                0,
+                0,
+            ),
+            Some(scheduler) => {
+                let kv = scheduler.kv();
+                (
+                    kv.counters(),
+                    kv.cached_blocks(),
+                    kv.external_len(),
+                    kv.blocks_in_use() as u64,
+                    kv.evictions(),
+                    scheduler.steps(),
+                )
+            }
+        };
         MockStats {
             requests: engine.requests,
             running: engine.running,
@@ -146,10 +236,37 @@ impl MockState {
             external_prefix_cache_hits: counters.external_hits,
             prompt_tokens_total: engine.prompt_tokens,
             generation_tokens_total: self.generation_tokens.load(Ordering::Relaxed),
-            hbm_cached_blocks: engine.cache.hbm_len() as u64,
-            external_cached_blocks: engine.cache.external_len() as u64,
-            kv_blocks_in_use: engine.blocks_in_use,
+            hbm_cached_blocks: hbm_cached as u64,
+            external_cached_blocks: external_cached as u64,
+            kv_blocks_in_use: in_use,
+            in_flight: engine.requests - engine.ended,
+            hbm_evictions: evictions,
+            faults_injected: self.faults.injected(),
+            engine_steps: steps,
         }
+    }
+
+    /// Returns the scheduler's queue lengths and KV-cache occupancy, or `None` with the fixed
+    /// latency model.
+    pub(crate) fn scheduler_state(&self) -> Option<SchedulerState> {
+        let engine = self.engine();
+        let scheduler = engine.scheduler.as_ref()?;
+        let kv = scheduler.kv();
+        Some(SchedulerState {
+            queued: scheduler.waiting_len() as u64,
+            running: scheduler.running_len() as u64,
+            blocks_total: kv.capacity() as u64,
+            blocks_in_use: kv.blocks_in_use() as u64,
+            blocks_evictable: kv.evictable_blocks() as u64,
+        })
+    }
+
+    pub(crate) fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
+    pub(crate) fn histograms(&self) -> &LatencyHistograms {
+        &self.histograms
     }
 
     /// Returns the fraction of the HBM tier that running requests occupy, from 0 to 1.
@@ -173,7 +290,60 @@ impl MockState {
 
     /// Removes a request that ends before its first token from the waiting gauge.
     pub(crate) fn abandon(&self) {
-        self.engine().waiting -= 1;
+        let mut engine = self.engine();
+        engine.waiting -= 1;
+        engine.ended += 1;
+    }
+
+    /// Tokenizes `messages` with the chat template and hashes the full blocks, without a cache
+    /// lookup: the engine model looks prompts up when it schedules them. This is CPU work of up
+    /// to tens of milliseconds for 100k-token prompts; run it on a blocking thread.
+    pub(crate) fn encode_prompt(
+        &self,
+        messages: &[ChatMessage],
+    ) -> Result<(Vec<u32>, Vec<BlockHash>), EncodeError> {
+        let ids = self.config.tokenizer.encode_chat(messages)?;
+        let hashes = hash_blocks(&ids, self.config.block_size, None);
+        Ok((ids, hashes))
+    }
+
+    /// Queues a request for the engine model's scheduler. It stays in the waiting gauge, which
+    /// [`admit`](Self::admit) added it to, until the scheduler admits it.
+    pub(crate) fn submit(&self, request: EngineRequest) {
+        let mut engine = self.engine();
+        let scheduler = engine
+            .scheduler
+            .as_mut()
+            .expect("requests are submitted only with the engine latency model");
+        scheduler.enqueue(request);
+        drop(engine);
+        self.wake.notify_one();
+    }
+
+    /// Returns the HBM capacity in blocks, which bounds the blocks one request may hold.
+    pub(crate) fn hbm_capacity(&self) -> usize {
+        self.config.hbm_blocks
+    }
+
+    /// Plans the scheduler's next step; `None` when it has nothing to run.
+    pub(crate) fn plan_step(&self) -> Option<Duration> {
+        let mut engine = self.engine();
+        let mut changes = StepChanges::default();
+        let duration = engine.scheduler.as_mut()?.plan_step(&mut changes);
+        engine.apply(&changes);
+        duration
+    }
+
+    /// Completes the step that [`plan_step`](Self::plan_step) planned and sends its tokens.
+    pub(crate) fn complete_step(&self) {
+        let mut engine = self.engine();
+        let mut changes = StepChanges::default();
+        if let Some(scheduler) = engine.scheduler.as_mut() {
+            scheduler.complete_step(&self.generator, &mut changes);
+        }
+        engine.apply(&changes);
+        self.generation_tokens
+            .fetch_add(changes.generated_tokens, Ordering::Relaxed);
     }
 
     /// Tokenizes `messages` with the chat template, hashes the full blocks and looks them up,
@@ -221,6 +391,7 @@ impl MockState {
 
         let mut engine = self.engine();
         engine.running -= 1;
+        engine.ended += 1;
         engine.blocks_in_use -= held_blocks;
         engine.cache.insert(&hashes, prompt.hashes.len());
     }
@@ -230,6 +401,36 @@ impl MockState {
         // usable, so a poisoned lock does not stop the server.
         self.engine.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+impl Engine {
+    fn apply(&mut self, changes: &StepChanges) {
+        self.waiting -= changes.admitted + changes.abandoned;
+        self.running += changes.admitted;
+        self.running -= changes.finished;
+        self.ended += changes.abandoned + changes.finished;
+        self.prompt_tokens += changes.prompt_tokens;
+    }
+}
+
+impl Drop for MockState {
+    /// Lets an idle scheduler task notice that the state is gone and end.
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The engine model's scheduler at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct SchedulerState {
+    /// Requests tokenized and queued for admission.
+    pub queued: u64,
+    pub running: u64,
+    pub blocks_total: u64,
+    /// Blocks running requests hold.
+    pub blocks_in_use: u64,
+    /// Cached blocks no request holds, which count as free.
+    pub blocks_evictable: u64,
 }
 
 impl std::fmt::Debug for MockState {

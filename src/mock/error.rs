@@ -29,6 +29,10 @@ pub enum MockError {
     },
     #[error("invalid block size 0: a KV-cache block holds at least one token")]
     InvalidBlockSize,
+    #[error("invalid engine latency model: {0}")]
+    InvalidEngine(String),
+    #[error("invalid fault settings: {0}")]
+    InvalidFaults(String),
     #[error("failed to bind {addr}; pass another --port, or stop the process that uses it")]
     Bind {
         addr: SocketAddr,
@@ -51,6 +55,8 @@ pub(crate) struct ApiError {
     kind: &'static str,
     param: Option<&'static str>,
     message: String,
+    /// Whether fault injection produced the error, which is then logged at debug level only.
+    injected: bool,
 }
 
 impl ApiError {
@@ -60,6 +66,7 @@ impl ApiError {
             kind: "BadRequestError",
             param: None,
             message: message.into(),
+            injected: false,
         }
     }
 
@@ -70,6 +77,23 @@ impl ApiError {
             kind: "NotFoundError",
             param: Some("model"),
             message: format!("The model `{model}` does not exist."),
+            injected: false,
+        }
+    }
+
+    /// Creates an injected HTTP error with vLLM's error type for `status`.
+    pub(crate) fn injected(status: StatusCode, message: impl Into<String>) -> Self {
+        let kind = match status {
+            StatusCode::TOO_MANY_REQUESTS => "RateLimitError",
+            StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailableError",
+            _ => "InternalServerError",
+        };
+        Self {
+            status,
+            kind,
+            param: None,
+            message: message.into(),
+            injected: true,
         }
     }
 
@@ -79,13 +103,14 @@ impl ApiError {
             kind: "InternalServerError",
             param: None,
             message: message.into(),
+            injected: false,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        if self.status.is_server_error() && !self.injected {
             tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
         } else {
             tracing::debug!(status = self.status.as_u16(), message = %self.message, "request rejected");

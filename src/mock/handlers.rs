@@ -13,18 +13,25 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::admin;
 use super::config::{DEFAULT_MAX_TOKENS, parse_millis};
 use super::engine::MockState;
 use super::error::ApiError;
+use super::fault::{Fault, FaultKind, FaultOverride};
 use super::generation::{Generation, Timing};
 use super::metrics;
 use super::response::{self, ResponseHeader};
 use crate::openai::ChatCompletionRequest;
 
-/// Request header that overrides the time to first token, in milliseconds (a float).
+/// Request header that overrides the time to first token, in milliseconds (a float). Fixed
+/// latency model only.
 pub const TTFT_HEADER: &str = "x-clawperf-ttft-ms";
-/// Request header that overrides the time per output token, in milliseconds (a float).
+/// Request header that overrides the time per output token, in milliseconds (a float). Fixed
+/// latency model only.
 pub const TPOT_HEADER: &str = "x-clawperf-tpot-ms";
+/// Request header that forces a fault kind (such as `stall`) on the request, or `none` to
+/// exempt it from the server's fault settings.
+pub const FAULT_HEADER: &str = "x-clawperf-fault";
 /// Largest request body accepted. A 200k-token prompt is about 1 MB of text, and axum's
 /// default limit of 2 MB leaves little room beyond that.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -35,13 +42,23 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024 * 1024;
 struct Arrival(Instant);
 
 /// Builds the mock engine's routes: `POST /v1/chat/completions`, `GET /v1/models`,
-/// `GET /health` and `GET /metrics`.
+/// `GET /health`, `GET /metrics`, `GET /admin/state` and `GET|PUT|DELETE /admin/faults`. With
+/// the engine latency model this also starts the scheduler task, so it must be called inside a
+/// Tokio runtime.
 pub fn router(state: Arc<MockState>) -> Router {
+    state.start_scheduler();
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(list_models))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/admin/state", get(admin::state))
+        .route(
+            "/admin/faults",
+            get(admin::get_faults)
+                .put(admin::put_faults)
+                .delete(admin::delete_faults),
+        )
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         // The outermost layer, so it runs before anything reads the body.
         .layer(middleware::from_fn(stamp_arrival))
@@ -60,6 +77,7 @@ async fn chat_completions(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let timing = request_timing(&headers, &state)?;
+    let fault_override = fault_header(&headers)?;
     let request: ChatCompletionRequest = serde_json::from_slice(&body)
         .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))?;
     if let Some(served) = &state.config().served_model_name
@@ -77,19 +95,80 @@ async fn chat_completions(
         .stream_options
         .is_some_and(|options| options.include_usage);
 
+    let fault = state.faults().decide(fault_override);
+    if let Some(fault) = fault
+        && fault.kind.is_http_error()
+    {
+        return Ok(http_fault(fault));
+    }
     let generation =
         Generation::admit(state, arrival, timing, max_tokens, request.messages).await?;
     let header = ResponseHeader::new(&generation, request.model);
     if request.stream {
-        Ok(response::stream(generation, header, include_usage))
+        Ok(response::stream(generation, header, include_usage, fault))
     } else {
-        Ok(response::complete(generation, header).await)
+        Ok(response::complete(generation, header, fault).await)
     }
+}
+
+/// Builds the response of an injected HTTP error, sent before the request reaches the engine.
+fn http_fault(fault: Fault) -> Response {
+    let (status, message) = match fault.kind {
+        FaultKind::RateLimited => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "injected fault: too many requests",
+        ),
+        FaultKind::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "injected fault: service unavailable",
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected fault: internal server error",
+        ),
+    };
+    let mut response = ApiError::injected(status, message).into_response();
+    if fault.kind == FaultKind::RateLimited {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(fault.retry_after_s),
+        );
+    }
+    response
+}
+
+/// Reads the [`FAULT_HEADER`]: a fault kind, `none`, or absent.
+fn fault_header(headers: &HeaderMap) -> Result<FaultOverride, ApiError> {
+    let Some(value) = headers.get(FAULT_HEADER) else {
+        return Ok(FaultOverride::None);
+    };
+    let text = value.to_str().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid {FAULT_HEADER} header: expected a fault kind or `none` in ASCII"
+        ))
+    })?;
+    let text = text.trim();
+    if text == "none" {
+        return Ok(FaultOverride::Suppress);
+    }
+    text.parse::<FaultKind>()
+        .map(FaultOverride::Force)
+        .map_err(|reason| ApiError::bad_request(format!("invalid {FAULT_HEADER} header: {reason}")))
 }
 
 /// Returns the configured latency with the request's override headers applied.
 fn request_timing(headers: &HeaderMap, state: &MockState) -> Result<Timing, ApiError> {
     let config = state.config();
+    if state.is_engine_model() {
+        for name in [TTFT_HEADER, TPOT_HEADER] {
+            if headers.contains_key(name) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid {name} header: the server runs the engine latency model, where \
+                     the scheduler decides token times; drop the header"
+                )));
+            }
+        }
+    }
     Ok(Timing {
         ttft: header_millis(headers, TTFT_HEADER)?.unwrap_or(config.ttft),
         tpot: header_millis(headers, TPOT_HEADER)?.unwrap_or(config.tpot),
@@ -138,7 +217,10 @@ async fn health() -> StatusCode {
 
 async fn metrics(State(state): State<Arc<MockState>>) -> Response {
     (
-        [(CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        [(
+            CONTENT_TYPE,
+            metrics::content_type(state.config().metrics_dialect),
+        )],
         metrics::render(&state),
     )
         .into_response()

@@ -9,7 +9,7 @@
 //! and usage always carries `prompt_tokens_details.cached_tokens`, which vLLM reports only with
 //! `--enable-prompt-tokens-details`.
 
-use std::convert::Infallible;
+use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -18,6 +18,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::fault::{Fault, FaultKind};
 use super::generation::Generation;
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChunkChoice, CompletionChoice, CompletionMessage, Delta,
@@ -61,27 +62,65 @@ impl ResponseHeader {
     }
 }
 
-/// Streams `generation` as server-sent events, each token when it is due.
+/// Streams `generation` as server-sent events, each token when it is due. A stream `fault`
+/// strikes right after the first token.
 pub(crate) fn stream(
     generation: Generation,
     header: ResponseHeader,
     include_usage: bool,
+    fault: Option<Fault>,
 ) -> Response {
     let events = EventStream {
         generation,
         header,
         include_usage,
         step: Step::Role,
+        fault,
     };
     let body = futures_util::stream::unfold(events, |mut events| async move {
         let event = events.next_event().await?;
-        Some((Ok::<_, Infallible>(event), events))
+        Some((event, events))
     });
     ([(CONTENT_TYPE, EVENT_STREAM)], Body::from_stream(body)).into_response()
 }
 
-/// Waits for every token of `generation` and returns the whole reply.
-pub(crate) async fn complete(mut generation: Generation, header: ResponseHeader) -> Response {
+/// Waits for every token of `generation` and returns the whole reply. A stream `fault` applies
+/// to the body: a stall delays it, a disconnect cuts it in half, a malformed chunk sends only
+/// its first half, and a stream error replaces it with an error object.
+pub(crate) async fn complete(
+    generation: Generation,
+    header: ResponseHeader,
+    fault: Option<Fault>,
+) -> Response {
+    let completion = complete_body(generation, header).await;
+    let Some(fault) = fault else {
+        return completion;
+    };
+    match fault.kind {
+        FaultKind::Stall => {
+            tokio::time::sleep(fault.stall).await;
+            completion
+        }
+        FaultKind::StreamError => Json(error_object()).into_response(),
+        FaultKind::Disconnect | FaultKind::MalformedChunk => {
+            let body = axum::body::to_bytes(completion.into_body(), usize::MAX)
+                .await
+                .unwrap_or_default();
+            let half = body.slice(..body.len() / 2);
+            let chunks: Vec<Result<Bytes, io::Error>> = if fault.kind == FaultKind::Disconnect {
+                vec![Ok(half), Err(injected_disconnect())]
+            } else {
+                vec![Ok(half)]
+            };
+            let body = Body::from_stream(futures_util::stream::iter(chunks));
+            ([(CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        // HTTP faults are sent before the request reaches the engine.
+        FaultKind::RateLimited | FaultKind::InternalError | FaultKind::Unavailable => completion,
+    }
+}
+
+async fn complete_body(mut generation: Generation, header: ResponseHeader) -> Response {
     let mut content = String::new();
     while let Some(token) = generation.next_token().await {
         content.push_str(&token.text);
@@ -109,9 +148,21 @@ pub(crate) async fn complete(mut generation: Generation, header: ResponseHeader)
 enum Step {
     Role,
     Tokens,
+    /// A stream fault strikes, then the stream goes on at `resume` if it survives.
+    Fault {
+        resume: ResumeStep,
+    },
     Usage,
     Done,
     End,
+}
+
+/// The step a stream resumes at after a stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResumeStep {
+    Tokens,
+    Usage,
+    Done,
 }
 
 struct EventStream {
@@ -119,11 +170,52 @@ struct EventStream {
     header: ResponseHeader,
     include_usage: bool,
     step: Step,
+    fault: Option<Fault>,
 }
 
 impl EventStream {
-    /// Returns the next event, waiting for its token to be due, or `None` after `[DONE]`.
-    async fn next_event(&mut self) -> Option<Bytes> {
+    /// Returns the next event, waiting for its token to be due, or `None` after `[DONE]`. An
+    /// error ends the body without the chunked terminator, so the client sees a connection
+    /// closed mid-stream.
+    async fn next_event(&mut self) -> Option<Result<Bytes, io::Error>> {
+        loop {
+            if let Step::Fault { resume } = self.step {
+                let fault = self.fault.take().expect("a fault step has a fault");
+                match fault.kind {
+                    FaultKind::Stall => {
+                        tokio::time::sleep(fault.stall).await;
+                        self.step = match resume {
+                            ResumeStep::Tokens => Step::Tokens,
+                            ResumeStep::Usage => Step::Usage,
+                            ResumeStep::Done => Step::Done,
+                        };
+                        continue;
+                    }
+                    FaultKind::Disconnect => {
+                        self.step = Step::End;
+                        return Some(Err(injected_disconnect()));
+                    }
+                    FaultKind::StreamError => {
+                        self.step = Step::Done;
+                        return Some(Ok(data_event(&error_object())));
+                    }
+                    FaultKind::MalformedChunk => {
+                        self.step = Step::Done;
+                        let chunk =
+                            format!("data: {{\"id\": \"{}\", \"choices\": [\n\n", self.header.id);
+                        return Some(Ok(Bytes::from(chunk)));
+                    }
+                    FaultKind::RateLimited | FaultKind::InternalError | FaultKind::Unavailable => {
+                        self.step = Step::Tokens;
+                        continue;
+                    }
+                }
+            }
+            return self.next_regular_event().await.map(Ok);
+        }
+    }
+
+    async fn next_regular_event(&mut self) -> Option<Bytes> {
         match self.step {
             Step::Role => {
                 self.step = Step::Tokens;
@@ -137,13 +229,20 @@ impl EventStream {
             Step::Tokens => {
                 let token = self.generation.next_token().await?;
                 let finish_reason = token.is_last.then(|| FINISH_REASON.to_owned());
-                if token.is_last {
-                    self.step = if self.include_usage {
-                        Step::Usage
-                    } else {
-                        Step::Done
-                    };
-                }
+                let resume = match (token.is_last, self.include_usage) {
+                    (false, _) => ResumeStep::Tokens,
+                    (true, true) => ResumeStep::Usage,
+                    (true, false) => ResumeStep::Done,
+                };
+                self.step = if self.fault.is_some() {
+                    Step::Fault { resume }
+                } else {
+                    match resume {
+                        ResumeStep::Tokens => Step::Tokens,
+                        ResumeStep::Usage => Step::Usage,
+                        ResumeStep::Done => Step::Done,
+                    }
+                };
                 let delta = Delta {
                     content: Some(token.text),
                     ..Delta::default()
@@ -163,8 +262,28 @@ impl EventStream {
                 Some(Bytes::from_static(b"data: [DONE]\n\n"))
             }
             Step::End => None,
+            Step::Fault { .. } => unreachable!("next_event handles the fault step"),
         }
     }
+}
+
+/// Returns the in-stream error object of an injected stream error, in vLLM's format.
+fn error_object() -> serde_json::Value {
+    serde_json::json!({
+        "error": {
+            "message": "injected fault: the engine failed while generating",
+            "type": "InternalServerError",
+            "param": null,
+            "code": 500,
+        }
+    })
+}
+
+fn injected_disconnect() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "injected fault: disconnect",
+    )
 }
 
 fn choice(delta: Delta, finish_reason: Option<String>) -> ChunkChoice {

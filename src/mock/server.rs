@@ -57,6 +57,10 @@ impl MockServer {
             hbm_blocks = config.hbm_blocks,
             external_blocks = config.external_blocks,
             prefix_caching = config.prefix_caching,
+            latency_model = ?config.latency_model,
+            metrics_dialect = %config.metrics_dialect,
+            fault = config.faults.kind.map(|kind| kind.as_str()),
+            fault_rate = config.faults.rate,
             "mock server listening"
         );
 
