@@ -9,6 +9,8 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod exit_code;
+pub mod gate;
+pub mod harness;
 pub mod mock;
 pub mod openai;
 pub mod preflight;
@@ -20,3 +22,5 @@ pub mod significance;
 pub mod stats;
 pub mod tokenizer;
 pub mod workload;
+
+pub use clawperf_macros::scenario;

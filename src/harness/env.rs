@@ -1,0 +1,215 @@
+//! The harness's settings, read once from the environment: the target, the baseline set,
+//! blessing, output paths and the mock's slow-down knobs.
+
+use std::path::{Path, PathBuf};
+
+/// Where the scenarios send their traffic.
+#[derive(Debug, Clone)]
+pub enum TargetSpec {
+    /// A fresh embedded mock server per repetition.
+    Mock(MockKnobs),
+    /// A real serving stack, from the `CLAWPERF_*` variables.
+    Remote(RemoteTarget),
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteTarget {
+    pub endpoint: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub tokenizer: Option<PathBuf>,
+    pub metrics_endpoint: Option<String>,
+    pub backend: String,
+}
+
+/// Changes to every scenario's mock settings for one run, so that a regression can be
+/// simulated without editing scenarios: `CLAWPERF_MOCK_TTFT_SCALE`,
+/// `CLAWPERF_MOCK_TPOT_SCALE` and `CLAWPERF_MOCK_PREFIX_CACHING`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockKnobs {
+    pub ttft_scale: f64,
+    pub tpot_scale: f64,
+    /// `Some(false)` switches every scenario's prefix cache off.
+    pub prefix_caching: Option<bool>,
+}
+
+impl Default for MockKnobs {
+    fn default() -> Self {
+        Self {
+            ttft_scale: 1.0,
+            tpot_scale: 1.0,
+            prefix_caching: None,
+        }
+    }
+}
+
+/// Everything the harness reads from the environment.
+#[derive(Debug, Clone)]
+pub struct HarnessEnv {
+    pub target: TargetSpec,
+    /// The package whose scenarios run: `CARGO_MANIFEST_DIR`, else the working directory.
+    pub package_dir: PathBuf,
+    /// The baseline set: `baselines/<target_name>/`.
+    pub target_name: String,
+    /// `CLAWPERF_BLESS` is set to a true value.
+    pub bless: bool,
+    /// `CI` is set to anything but `0` or `false`: no file under `baselines/` is written.
+    pub ci: bool,
+    pub baselines_dir: PathBuf,
+    /// Directory of the JUnit file, result JSONs and Markdown summary.
+    pub output_dir: PathBuf,
+    pub junit_path: PathBuf,
+    /// `$GITHUB_STEP_SUMMARY`, where the Markdown comparison is appended.
+    pub step_summary: Option<PathBuf>,
+    /// `NEXTEST_RUN_ID` when nextest runs one process per scenario.
+    pub nextest_run_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("invalid {name} value {value:?}: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error(
+        "CLAWPERF_ENDPOINT is set but CLAWPERF_MODEL is not: set CLAWPERF_MODEL to the served \
+         model name"
+    )]
+    MissingModel,
+    #[error(
+        "CLAWPERF_ENDPOINT is set but CLAWPERF_TARGET is not: name the baseline set of this \
+         stack (for example CLAWPERF_TARGET=vllm-h100), so that its results are not compared \
+         with the mock's baselines"
+    )]
+    MissingTargetName,
+    #[error(
+        "CLAWPERF_TARGET={0:?} is not a valid directory name: use letters, digits, '-', '_' \
+         and '.'"
+    )]
+    InvalidTargetName(String),
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// Returns whether a flag variable is set to a true value: anything but `0`, `false`, `no`
+/// and `off` (any case).
+fn flag(name: &str) -> bool {
+    var(name).is_some_and(|value| {
+        !matches!(
+            value.to_ascii_lowercase().as_str(),
+            "0" | "false" | "no" | "off"
+        )
+    })
+}
+
+fn scale(name: &'static str) -> Result<f64, EnvError> {
+    let Some(value) = var(name) else {
+        return Ok(1.0);
+    };
+    match value.parse::<f64>() {
+        Ok(scale) if scale.is_finite() && scale > 0.0 => Ok(scale),
+        _ => Err(EnvError::Invalid {
+            name,
+            value,
+            expected: "expected a factor > 0, such as 1.3",
+        }),
+    }
+}
+
+fn optional_bool(name: &'static str) -> Result<Option<bool>, EnvError> {
+    let Some(value) = var(name) else {
+        return Ok(None);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(Some(true)),
+        "0" | "false" | "off" | "no" => Ok(Some(false)),
+        _ => Err(EnvError::Invalid {
+            name,
+            value,
+            expected: "expected 1 or 0",
+        }),
+    }
+}
+
+impl HarnessEnv {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, EnvError> {
+        let target = match var("CLAWPERF_ENDPOINT") {
+            Some(endpoint) => TargetSpec::Remote(RemoteTarget {
+                endpoint,
+                model: var("CLAWPERF_MODEL").ok_or(EnvError::MissingModel)?,
+                api_key: var("CLAWPERF_API_KEY"),
+                tokenizer: var("CLAWPERF_TOKENIZER").map(PathBuf::from),
+                metrics_endpoint: var("CLAWPERF_METRICS_ENDPOINT"),
+                backend: var("CLAWPERF_BACKEND").unwrap_or_else(|| "vllm".to_owned()),
+            }),
+            None => TargetSpec::Mock(MockKnobs {
+                ttft_scale: scale("CLAWPERF_MOCK_TTFT_SCALE")?,
+                tpot_scale: scale("CLAWPERF_MOCK_TPOT_SCALE")?,
+                prefix_caching: optional_bool("CLAWPERF_MOCK_PREFIX_CACHING")?,
+            }),
+        };
+        let target_name = match (var("CLAWPERF_TARGET"), &target) {
+            (Some(name), _) => name,
+            (None, TargetSpec::Mock(_)) => "mock".to_owned(),
+            (None, TargetSpec::Remote(_)) => return Err(EnvError::MissingTargetName),
+        };
+        let valid_name = target_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !target_name.starts_with('.');
+        if !valid_name {
+            return Err(EnvError::InvalidTargetName(target_name));
+        }
+
+        let package_dir = var("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let baselines_dir = var("CLAWPERF_BASELINES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| package_dir.join("baselines"))
+            .join(&target_name);
+        let output_dir = cargo_target_dir(&package_dir).join("clawperf");
+        let junit_path = var("CLAWPERF_JUNIT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| output_dir.join("junit.xml"));
+
+        Ok(Self {
+            target,
+            package_dir,
+            target_name,
+            bless: flag("CLAWPERF_BLESS"),
+            ci: flag("CI"),
+            baselines_dir,
+            output_dir,
+            junit_path,
+            step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+            nextest_run_id: var("NEXTEST_RUN_ID"),
+        })
+    }
+}
+
+/// Returns cargo's target directory: `CARGO_TARGET_DIR`, else the directory three levels
+/// above this test binary (`<target>/<profile>/deps/<binary>`), else `<package>/target`.
+fn cargo_target_dir(package_dir: &Path) -> PathBuf {
+    if let Some(dir) = var("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        return if dir.is_absolute() {
+            dir
+        } else {
+            package_dir.join(dir)
+        };
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let deps = exe.parent()?;
+            (deps.file_name()? == "deps").then(|| deps.parent()?.parent().map(Path::to_path_buf))?
+        })
+        .unwrap_or_else(|| package_dir.join("target"))
+}
