@@ -294,3 +294,221 @@ fn check_limit(limit: &Limit, new: &[RepetitionSummary]) -> MetricVerdict {
     };
     verdict
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn repetitions(metric: &str, values: &[f64]) -> Vec<RepetitionSummary> {
+        values
+            .iter()
+            .map(|value| RepetitionSummary {
+                metrics: BTreeMap::from([(metric.to_owned(), *value)]),
+                counters: BTreeMap::from([("errors".to_owned(), 0), ("requests".to_owned(), 4)]),
+            })
+            .collect()
+    }
+
+    fn counters(counter: &str, values: &[u64]) -> Vec<RepetitionSummary> {
+        values
+            .iter()
+            .map(|value| RepetitionSummary {
+                metrics: BTreeMap::new(),
+                counters: BTreeMap::from([(counter.to_owned(), *value)]),
+            })
+            .collect()
+    }
+
+    fn verdict_of(verdicts: &[MetricVerdict], metric: &str) -> MetricVerdict {
+        verdicts
+            .iter()
+            .find(|verdict| verdict.metric == metric)
+            .unwrap_or_else(|| panic!("no verdict for {metric}: {verdicts:?}"))
+            .clone()
+    }
+
+    const BASE: [f64; 5] = [20.0, 20.4, 19.8, 20.2, 20.1];
+
+    #[test]
+    fn latency_verdicts_by_case() {
+        let cases: &[(&str, &str, [f64; 5], Verdict)] = &[
+            ("same values", "ttft.p50", BASE, Verdict::Pass),
+            (
+                "30 % slower",
+                "ttft.p50",
+                [26.0, 26.5, 25.7, 26.3, 26.1],
+                Verdict::Regressed,
+            ),
+            (
+                "5 % slower, significant but within tolerance",
+                "ttft.p50",
+                [21.0, 21.4, 20.8, 21.2, 21.1],
+                Verdict::Pass,
+            ),
+            (
+                "one slow repetition",
+                "ttft.p50",
+                [20.0, 20.4, 19.8, 20.2, 60.0],
+                Verdict::Pass,
+            ),
+            (
+                "30 % faster",
+                "ttft.p50",
+                [14.0, 14.3, 13.9, 14.1, 14.0],
+                Verdict::Improved,
+            ),
+            (
+                "throughput 30 % lower",
+                "throughput",
+                [14.0, 14.3, 13.9, 14.1, 14.0],
+                Verdict::Regressed,
+            ),
+            (
+                "throughput 30 % higher",
+                "throughput",
+                [26.0, 26.5, 25.7, 26.3, 26.1],
+                Verdict::Improved,
+            ),
+        ];
+        for (case, metric, new, expected) in cases {
+            let verdicts = compare(
+                Some(&repetitions(metric, &BASE)),
+                &repetitions(metric, new),
+                &Gates::default(),
+            );
+            let verdict = verdict_of(&verdicts, metric);
+            assert_eq!(verdict.verdict, *expected, "{case}: {verdict:?}");
+        }
+    }
+
+    #[test]
+    fn regression_reports_numbers() {
+        let new = [26.0, 26.5, 25.7, 26.3, 26.1];
+        let verdicts = compare(
+            Some(&repetitions("ttft.p50", &BASE)),
+            &repetitions("ttft.p50", &new),
+            &Gates::default(),
+        );
+        let verdict = verdict_of(&verdicts, "ttft.p50");
+        assert!(
+            (verdict.change.unwrap() - 0.2995).abs() < 1e-3,
+            "{verdict:?}"
+        );
+        assert!((verdict.p_value.unwrap() - 1.0 / 252.0).abs() < 1e-12);
+        assert_eq!(
+            verdict.tolerance,
+            Some(crate::gate::DEFAULT_LATENCY_TOLERANCE)
+        );
+    }
+
+    #[test]
+    fn two_repetitions_are_not_enough() {
+        let verdicts = compare(
+            Some(&repetitions("ttft.p50", &[20.0, 20.0])),
+            &repetitions("ttft.p50", &[40.0, 40.0]),
+            &Gates::default(),
+        );
+        assert_eq!(
+            verdict_of(&verdicts, "ttft.p50").verdict,
+            Verdict::NotEnoughData
+        );
+    }
+
+    #[test]
+    fn missing_baseline_keeps_new_value() {
+        let verdicts = compare(None, &repetitions("ttft.p50", &BASE), &Gates::default());
+        let verdict = verdict_of(&verdicts, "ttft.p50");
+        assert_eq!(verdict.verdict, Verdict::NoBaseline);
+        assert!(verdict.new.is_some());
+    }
+
+    /// Case name, baseline values, new values, absolute tolerance, expected verdict.
+    type CounterCase<'a> = (&'a str, &'a [u64], &'a [u64], u64, Verdict);
+
+    #[test]
+    fn counter_verdicts_by_case() {
+        let cases: &[CounterCase] = &[
+            ("equal", &[1456; 3], &[1456; 3], 0, Verdict::Pass),
+            (
+                "one token fewer",
+                &[1456; 3],
+                &[1456, 1455, 1456],
+                0,
+                Verdict::Regressed,
+            ),
+            (
+                "within tolerance",
+                &[1456; 3],
+                &[1440; 3],
+                16,
+                Verdict::Pass,
+            ),
+            ("more hits", &[1456; 3], &[1500; 3], 0, Verdict::Improved),
+        ];
+        for (case, baseline, new, tolerance, expected) in cases {
+            let mut gates = Gates::default();
+            gates
+                .counter_tolerances
+                .insert("prefix_cache_hit_tokens".to_owned(), *tolerance);
+            let verdicts = compare(
+                Some(&counters("prefix_cache_hit_tokens", baseline)),
+                &counters("prefix_cache_hit_tokens", new),
+                &gates,
+            );
+            let verdict = verdict_of(&verdicts, "prefix_cache_hit_tokens");
+            assert_eq!(verdict.verdict, *expected, "{case}: {verdict:?}");
+        }
+    }
+
+    #[test]
+    fn exact_counter_fails_either_way() {
+        for new in [99, 101] {
+            let verdicts = compare(
+                Some(&counters("input_tokens", &[100; 3])),
+                &counters("input_tokens", &[new; 3]),
+                &Gates::default(),
+            );
+            assert_eq!(
+                verdict_of(&verdicts, "input_tokens").verdict,
+                Verdict::Regressed,
+                "input_tokens {new}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_check_the_worst_repetition() {
+        let mut gates = Gates::default();
+        gates.limits.push(Limit::at_most("ttft.p99", 2000.0));
+        let verdicts = compare(None, &repetitions("ttft.p99", &[1500.0, 2100.0]), &gates);
+        let limit = verdict_of(&verdicts, "ttft.p99 <= 2000");
+        assert_eq!(limit.verdict, Verdict::Regressed);
+        assert_eq!(limit.new, Some(2100.0));
+        assert_eq!(
+            verdict_of(&verdicts, "error_rate <= 0").verdict,
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn wildcard_tolerances_by_specificity() {
+        let mut gates = Gates::default();
+        gates.tolerances.insert("*.p99".to_owned(), 0.5);
+        gates.tolerances.insert("itl.*".to_owned(), 1.0);
+        gates.tolerances.insert("itl.p50".to_owned(), 0.2);
+        assert_eq!(gates.tolerance("itl.p50"), 0.2);
+        assert_eq!(gates.tolerance("itl.p99"), 1.0);
+        assert_eq!(gates.tolerance("ttft.p99"), 0.5);
+        assert_eq!(gates.tolerance("ttft.p50"), gates.latency_tolerance);
+    }
+
+    #[test]
+    fn ungated_metrics_are_skipped() {
+        let mut gates = Gates::default();
+        gates.ungated.insert("ttft.p50".to_owned());
+        let verdicts = compare(None, &repetitions("ttft.p50", &BASE), &gates);
+        assert!(verdicts.iter().all(|verdict| verdict.metric != "ttft.p50"));
+    }
+}

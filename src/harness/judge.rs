@@ -291,3 +291,162 @@ fn failure_message(
     }
     message
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::gate::Gates;
+    use crate::harness::baseline::Environment;
+    use crate::harness::env::{MockKnobs, TargetSpec};
+    use crate::harness::measure::Measured;
+
+    fn env(dir: &Path, bless: bool, ci: bool) -> HarnessEnv {
+        HarnessEnv {
+            target: TargetSpec::Mock(MockKnobs::default()),
+            package_dir: dir.to_owned(),
+            target_name: "mock".to_owned(),
+            bless,
+            ci,
+            baselines_dir: dir.join("baselines").join("mock"),
+            output_dir: dir.join("out"),
+            junit_path: dir.join("out").join("junit.xml"),
+            step_summary: None,
+            nextest_run_id: None,
+        }
+    }
+
+    /// A run whose every repetition has the TTFT `ttft_ms`, hit tokens `hits` and `errors`.
+    fn run(ttft_ms: f64, hits: u64, errors: u64) -> ScenarioRun {
+        let repetition = Measured {
+            summary: RepetitionSummary {
+                metrics: BTreeMap::from([("ttft.p50".to_owned(), ttft_ms)]),
+                counters: BTreeMap::from([
+                    ("errors".to_owned(), errors),
+                    ("requests".to_owned(), 4),
+                    ("prefix_cache_hit_tokens".to_owned(), hits),
+                ]),
+            },
+            histograms: BTreeMap::new(),
+        };
+        let jitter = [0.0, 0.1, -0.1, 0.2, -0.2];
+        ScenarioRun {
+            workload: serde_json::json!({ "workload": "test" }),
+            gates: Gates::default(),
+            repetitions: jitter
+                .iter()
+                .map(|delta| {
+                    let mut repetition = repetition.clone();
+                    repetition
+                        .summary
+                        .metrics
+                        .insert("ttft.p50".to_owned(), ttft_ms + delta);
+                    repetition
+                })
+                .collect(),
+            results: Vec::new(),
+            environment: Environment {
+                clawperf_version: "0.1.0".to_owned(),
+                git_revision: None,
+                cpu_model: None,
+                cpu_count: 2,
+                os: "linux-x86_64".to_owned(),
+                target_model: Some("mock".to_owned()),
+                server_version: None,
+            },
+        }
+    }
+
+    const NAME: &str = "chat::single_user";
+
+    fn baseline_file(dir: &Path) -> PathBuf {
+        dir.join("baselines/mock/chat.single_user.json")
+    }
+
+    #[test]
+    fn bless_writes_and_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = judge(NAME, run(20.0, 100, 0), &env(dir.path(), true, false), 1.0);
+        assert!(report.passed, "{:?}", report.failure);
+        assert!(report.blessed);
+        let written = Baseline::load(&baseline_file(dir.path())).unwrap().unwrap();
+        assert_eq!(written.repetitions.len(), 5);
+        assert_eq!(written.schema_version, BASELINE_SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn bless_replaces_a_baseline() {
+        let dir = tempfile::tempdir().unwrap();
+        judge(NAME, run(20.0, 100, 0), &env(dir.path(), true, false), 1.0);
+        judge(NAME, run(30.0, 100, 0), &env(dir.path(), true, false), 1.0);
+        let written = Baseline::load(&baseline_file(dir.path())).unwrap().unwrap();
+        assert_eq!(written.repetitions[0].metrics["ttft.p50"], 30.0);
+    }
+
+    #[test]
+    fn failed_requests_are_never_blessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = judge(NAME, run(20.0, 100, 1), &env(dir.path(), true, false), 1.0);
+        assert!(!report.passed);
+        assert!(report.failure.unwrap().contains("not blessed"));
+        assert!(!baseline_file(dir.path()).exists());
+    }
+
+    #[test]
+    fn ci_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = judge(NAME, run(20.0, 100, 0), &env(dir.path(), true, true), 1.0);
+        assert!(!report.passed, "a missing baseline fails in CI");
+        assert!(!baseline_file(dir.path()).exists());
+        assert!(!pending_path(&baseline_file(dir.path())).exists());
+        assert!(report.failure.unwrap().contains("CI is set"));
+    }
+
+    #[test]
+    fn ci_fails_on_regression_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        judge(NAME, run(20.0, 100, 0), &env(dir.path(), true, false), 1.0);
+        let before = std::fs::read(baseline_file(dir.path())).unwrap();
+        let report = judge(NAME, run(30.0, 100, 0), &env(dir.path(), false, true), 1.0);
+        let failure = report.failure.unwrap();
+        assert!(failure.contains("ttft.p50 regressed"), "{failure}");
+        assert_eq!(std::fs::read(baseline_file(dir.path())).unwrap(), before);
+        assert!(!pending_path(&baseline_file(dir.path())).exists());
+    }
+
+    #[test]
+    fn local_mismatch_leaves_pending_file() {
+        let dir = tempfile::tempdir().unwrap();
+        judge(NAME, run(20.0, 100, 0), &env(dir.path(), true, false), 1.0);
+        let report = judge(NAME, run(20.0, 0, 0), &env(dir.path(), false, false), 1.0);
+        let failure = report.failure.unwrap();
+        assert!(
+            failure.contains("prefix_cache_hit_tokens regressed"),
+            "{failure}"
+        );
+        let pending = pending_path(&baseline_file(dir.path()));
+        assert!(pending.exists());
+        assert!(
+            failure.contains(&format!("mv {}", pending.display())),
+            "{failure}"
+        );
+
+        let report = judge(NAME, run(20.0, 100, 0), &env(dir.path(), false, false), 1.0);
+        assert!(report.passed, "{:?}", report.failure);
+        assert!(
+            !pending.exists(),
+            "a passing run removes the outdated pending file"
+        );
+    }
+
+    #[test]
+    fn changed_workload_makes_baseline_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        judge(NAME, run(20.0, 100, 0), &env(dir.path(), true, false), 1.0);
+        let mut changed = run(20.0, 100, 0);
+        changed.workload = serde_json::json!({ "workload": "other" });
+        let report = judge(NAME, changed, &env(dir.path(), false, false), 1.0);
+        assert!(report.failure.unwrap().contains("different workload"));
+    }
+}
