@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use crate::gate::Gates;
+use crate::gate::{Gates, RepetitionSummary};
 use crate::result::RunResult;
 use crate::runner::{self, RunError};
 
 use super::baseline::Environment;
 use super::custom::{BoxError, TargetHandle};
-use super::env::HarnessEnv;
+use super::env::{HarnessEnv, TargetSpec};
 use super::fingerprint;
 use super::measure::{Measured, summarize_measurements, summarize_run};
 use super::registry::{Registration, ScenarioBody};
@@ -107,13 +107,7 @@ async fn run_declarative(
         if environment.is_none() {
             environment = Some(fingerprint::collect(package_dir, &target).await);
         }
-        let mut workload = scenario.workload.clone();
-        workload.seed = seed;
-        let config = build_run_config(&workload, &target)
-            .map_err(|source| ExecuteError::Config { repetition, source })?;
-        let result = runner::run(config, None).await;
-        target.stop().await;
-        let result = result.map_err(|source| ExecuteError::Run { repetition, source })?;
+        let result = run_repetition(&scenario, target, seed, repetition).await?;
         repetitions.push(summarize_run(&result));
         results.push(result);
     }
@@ -124,6 +118,45 @@ async fn run_declarative(
         results,
         environment: environment.expect("at least one repetition ran"),
     })
+}
+
+/// Runs repetition `repetition` of `scenario` with `seed` against `target`, then stops it.
+async fn run_repetition(
+    scenario: &Scenario,
+    target: RepetitionTarget,
+    seed: u64,
+    repetition: usize,
+) -> Result<RunResult, ExecuteError> {
+    let mut workload = scenario.workload.clone();
+    workload.seed = seed;
+    let config = match build_run_config(&workload, &target) {
+        Ok(config) => config,
+        Err(source) => {
+            target.stop().await;
+            return Err(ExecuteError::Config { repetition, source });
+        }
+    };
+    let result = runner::run(config, None).await;
+    target.stop().await;
+    result.map_err(|source| ExecuteError::Run { repetition, source })
+}
+
+/// Runs every repetition of a declarative scenario against `target` and returns what each
+/// measured, without baselines or reports. The gate's self-test compares such series.
+pub async fn measure(
+    scenario: &Scenario,
+    target: &TargetSpec,
+) -> Result<Vec<RepetitionSummary>, ExecuteError> {
+    let mut repetitions = Vec::with_capacity(scenario.repetitions);
+    for repetition in 0..scenario.repetitions {
+        let seed = scenario.workload.seed.wrapping_add(repetition as u64);
+        let started = RepetitionTarget::start(target, &scenario.mock, seed)
+            .await
+            .map_err(|source| ExecuteError::Target { repetition, source })?;
+        let result = run_repetition(scenario, started, seed, repetition).await?;
+        repetitions.push(summarize_run(&result).summary);
+    }
+    Ok(repetitions)
 }
 
 async fn run_custom(

@@ -66,6 +66,7 @@ pub use baseline::{
 };
 pub use custom::{BoxError, Measurements, TargetHandle};
 pub use env::{EnvError, HarnessEnv, MockKnobs, RemoteTarget, TargetSpec};
+pub use execute::{ExecuteError, measure};
 pub use judge::ScenarioReport;
 pub use registry::{Registration, ScenarioBody, scenarios};
 pub use scenario::{DEFAULT_REPETITIONS, MockTarget, Scenario, Workload};
