@@ -14,7 +14,8 @@ use std::time::Instant;
 use clawperf::gate::{self, Verdict};
 use clawperf::harness::{MockKnobs, Scenario, TargetSpec, Workload, measure};
 
-/// The scenario under test: `chat::single_user` of `harness/perf.rs`, with its tolerances.
+/// Returns the scenario under test: `chat::single_user` of `harness/perf.rs`, with its
+/// tolerances.
 fn scenario() -> Scenario {
     Scenario::new(Workload {
         max_turns: 4,

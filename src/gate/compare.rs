@@ -33,7 +33,7 @@ impl Verdict {
     }
 }
 
-/// How a gate compared.
+/// The comparison method behind a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateKind {
@@ -64,7 +64,7 @@ pub struct MetricVerdict {
     /// p-value of the one-sided test in the direction of the verdict (the bad direction
     /// unless the verdict is an improvement).
     pub p_value: Option<f64>,
-    /// Why the verdict is what it is, for verdicts the numbers do not explain.
+    /// The reason for a verdict that the numbers do not explain.
     pub note: Option<String>,
 }
 

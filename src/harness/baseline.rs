@@ -31,7 +31,7 @@ pub struct Baseline {
     pub scenario: String,
     /// The baseline set, `mock` or the `CLAWPERF_TARGET` of a real stack.
     pub target: String,
-    /// What was run: the scenario's workload, mock settings and repetitions (or the `async`
+    /// The run's description: the scenario's workload, mock settings and repetitions (or the `async`
     /// form's name and repetitions). A baseline whose workload differs from the scenario's is
     /// stale.
     pub workload: serde_json::Value,
@@ -39,7 +39,7 @@ pub struct Baseline {
     pub repetitions: Vec<RecordedRepetition>,
 }
 
-/// Where a baseline was recorded.
+/// The machine, versions and target a baseline was recorded on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {

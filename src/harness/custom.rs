@@ -71,7 +71,7 @@ impl TargetHandle {
     }
 }
 
-/// What one repetition of an `async` scenario measured. Each latency series is gated at
+/// The values one repetition of an `async` scenario measured. Each latency series is gated at
 /// `avg`, `p50`, `p90` and `p99` as `<name>.avg` and so on, each counter exactly.
 ///
 /// ```

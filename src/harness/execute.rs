@@ -19,7 +19,7 @@ use crate::config::ConfigError;
 
 /// Everything one scenario measured.
 pub struct ScenarioRun {
-    /// What was run, as recorded in the baseline's `workload`.
+    /// The run's description, as recorded in the baseline's `workload`.
     pub workload: serde_json::Value,
     pub gates: Gates,
     pub repetitions: Vec<Measured>,

@@ -16,14 +16,14 @@ use super::env::HarnessEnv;
 use super::execute::ScenarioRun;
 use super::report::describe_verdict;
 
-/// What happened to one scenario; the reports (JUnit, Markdown, JSON) are built from these.
+/// The outcome of one scenario. The reports (JUnit, Markdown, JSON) are built from these.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioReport {
     pub name: String,
     pub target: String,
     pub passed: bool,
     pub duration_s: f64,
-    /// Why the scenario failed, ready to print.
+    /// The failure message, ready to print.
     pub failure: Option<String>,
     pub verdicts: Vec<MetricVerdict>,
     pub repetitions: Vec<RepetitionSummary>,
@@ -74,7 +74,7 @@ pub fn failed_to_run(
 }
 
 /// Compares `run` with the scenario's baseline, blesses or leaves a pending file as the
-/// environment says, and returns the report.
+/// environment requests, and returns the report.
 pub fn judge(name: &str, run: ScenarioRun, env: &HarnessEnv, duration_s: f64) -> ScenarioReport {
     let baseline_path = env.baselines_dir.join(file_name(name));
     let pending = pending_path(&baseline_path);
@@ -317,7 +317,7 @@ mod tests {
         }
     }
 
-    /// A run whose every repetition has the TTFT `ttft_ms`, hit tokens `hits` and `errors`.
+    /// Builds a run whose repetitions have about `ttft_ms`, and exactly `hits` and `errors`.
     fn run(ttft_ms: f64, hits: u64, errors: u64) -> ScenarioRun {
         let repetition = Measured {
             summary: RepetitionSummary {

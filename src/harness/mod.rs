@@ -73,7 +73,7 @@ pub use scenario::{DEFAULT_REPETITIONS, MockTarget, Scenario, Workload};
 
 use report::ReportStore;
 
-/// Exit code when the scenarios ran but the reports could not be written; libtest's own
+/// Exit code when the scenarios ran but the reports could not be written. It is libtest's
 /// failure code, so CI treats it as a failed test run.
 const EXIT_REPORT_FAILED: i32 = 101;
 

@@ -8,7 +8,8 @@ use junit_report::{Duration, OffsetDateTime, ReportBuilder, TestCaseBuilder, Tes
 use super::super::judge::ScenarioReport;
 use super::terminal::verdict_line;
 
-/// The JUnit `system-out` of a scenario: its verdict lines and each repetition's values.
+/// Returns the JUnit `system-out` of a scenario: its verdict lines and each repetition's
+/// values.
 fn system_out(report: &ScenarioReport) -> String {
     let mut out = String::new();
     for verdict in &report.verdicts {
