@@ -153,7 +153,7 @@ pub fn judge(name: &str, run: ScenarioRun, env: &HarnessEnv, duration_s: f64) ->
         &report.verdicts,
         old_baseline.is_none(),
         stale,
-        &baseline_path,
+        &shown(&baseline_path, env),
     );
     let mismatch = !problems.is_empty()
         || report
@@ -184,6 +184,15 @@ pub fn judge(name: &str, run: ScenarioRun, env: &HarnessEnv, duration_s: f64) ->
         ));
     }
     report
+}
+
+/// Returns `path` relative to the package directory when it lies inside it, which is how a
+/// developer types it in the `mv` the failure message suggests.
+fn shown(path: &Path, env: &HarnessEnv) -> String {
+    path.strip_prefix(&env.package_dir)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 fn remove_pending(pending: &Path) {
@@ -224,15 +233,14 @@ fn problems(
     verdicts: &[MetricVerdict],
     missing: bool,
     stale: bool,
-    baseline_path: &Path,
+    baseline_path: &str,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if missing {
-        problems.push(format!("no baseline at {}", baseline_path.display()));
+        problems.push(format!("no baseline at {baseline_path}"));
     } else if stale {
         problems.push(format!(
-            "the baseline at {} was recorded for a different workload",
-            baseline_path.display()
+            "the baseline at {baseline_path} was recorded for a different workload"
         ));
     }
     for verdict in verdicts
@@ -278,8 +286,8 @@ fn failure_message(
         (Some(pending), false) => message.push_str(&format!(
             "The new values are in {pending}. If the change is intended, accept them with\n  \
              mv {pending} {baseline}\nor re-record with `{rerun}`.\n",
-            pending = pending.display(),
-            baseline = report.baseline_path.display(),
+            pending = shown(pending, env),
+            baseline = shown(&report.baseline_path, env),
         )),
         (None, false) if failed_requests > 0 => message.push_str(&format!(
             "{failed_requests} requests failed, so no pending baseline was written; a baseline \
@@ -428,7 +436,7 @@ mod tests {
         let pending = pending_path(&baseline_file(dir.path()));
         assert!(pending.exists());
         assert!(
-            failure.contains(&format!("mv {}", pending.display())),
+            failure.contains("mv baselines/mock/chat.single_user.json.new"),
             "{failure}"
         );
 
