@@ -13,22 +13,29 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Error, FnArg, ItemFn, LitInt, ReturnType, parse_macro_input};
+use syn::{Error, FnArg, Ident, ItemFn, LitInt, ReturnType, parse_macro_input};
 
 /// Registers a performance scenario with `clawperf::harness`.
 ///
 /// See the `clawperf::harness` module for examples of both forms.
 #[proc_macro_attribute]
 pub fn scenario(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function = parse_macro_input!(item as ItemFn);
     let mut options = Options::default();
     let parser = syn::meta::parser(|meta| options.parse(meta));
-    parse_macro_input!(args with parser);
-    let function = parse_macro_input!(item as ItemFn);
-    match expand(options, function) {
+    let expanded =
+        syn::parse::Parser::parse(parser, args).and_then(|()| expand(options, function.clone()));
+    match expanded {
         Ok(tokens) => tokens.into(),
-        Err(err) => err.to_compile_error().into(),
+        // Keeping the function avoids follow-up errors (unused imports, a missing function)
+        // that would bury the real one.
+        Err(err) => {
+            let mut tokens = err.to_compile_error();
+            tokens.extend(function.to_token_stream());
+            tokens.into()
+        }
     }
 }
 
@@ -109,13 +116,18 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<proc_macro2::TokenS
                  `-> Scenario`",
             ));
         };
-        // The coercion is spanned at the return type, so a wrong type is reported there.
+        // The call carries the return type's span, so a wrong type is reported there.
+        let call = Ident::new(&name.to_string(), output.span());
         let checked = quote_spanned! {output.span()=>
-            const CHECKED: fn() -> #private::Scenario = #name;
+            fn checked() -> #private::Scenario {
+                #call()
+            }
         };
         quote! {
-            #checked
-            #private::ScenarioBody::Declarative(CHECKED)
+            {
+                #checked
+                #private::ScenarioBody::Declarative(checked)
+            }
         }
     } else {
         let repetitions = options.repetitions.map_or(5, |(value, _)| value);

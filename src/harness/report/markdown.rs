@@ -19,8 +19,13 @@ fn icon(verdict: Verdict) -> &'static str {
 pub fn render_markdown(reports: &[ScenarioReport]) -> String {
     let failed = reports.iter().filter(|report| !report.passed).count();
     let target = reports.first().map_or("-", |report| report.target.as_str());
+    let noun = if reports.len() == 1 {
+        "scenario"
+    } else {
+        "scenarios"
+    };
     let mut markdown = format!(
-        "### clawperf: {} scenarios on target `{target}`, {} passed, {failed} failed\n\n",
+        "### clawperf: {} {noun} on target `{target}`, {} passed, {failed} failed\n\n",
         reports.len(),
         reports.len() - failed,
     );
