@@ -46,7 +46,13 @@ pub fn write_junit(reports: &[ScenarioReport], path: &Path) -> std::io::Result<(
         let time = Duration::seconds_f64(report.duration_s);
         let mut case = match &report.failure {
             None => TestCaseBuilder::success(&report.name, time),
-            Some(message) => TestCaseBuilder::failure(&report.name, time, "regression", message),
+            Some(message) => {
+                // XML parsers turn the line breaks of an attribute into spaces, so the
+                // message is repeated as the failure's text, where they survive.
+                let mut case = TestCaseBuilder::failure(&report.name, time, "regression", message);
+                case.set_trace(message);
+                case
+            }
         };
         case.set_classname(&format!("clawperf.{}", report.target));
         case.set_system_out(&system_out(report));
@@ -56,4 +62,48 @@ pub fn write_junit(reports: &[ScenarioReport], path: &Path) -> std::io::Result<(
     let mut bytes = Vec::new();
     junit.write_xml(&mut bytes).map_err(std::io::Error::other)?;
     super::super::baseline::write_atomically(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn report(name: &str, failure: Option<&str>) -> ScenarioReport {
+        ScenarioReport {
+            name: name.to_owned(),
+            target: "mock".to_owned(),
+            passed: failure.is_none(),
+            duration_s: 1.5,
+            failure: failure.map(str::to_owned),
+            verdicts: Vec::new(),
+            repetitions: Vec::new(),
+            baseline_path: PathBuf::from("baselines/mock/x.json"),
+            blessed: false,
+            pending_path: None,
+        }
+    }
+
+    #[test]
+    fn junit_counts_and_failure_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        let message = "chat::a regressed on target mock: ttft.p50\n  ttft.p50 regressed: baseline 20.000 ms, new 26.000 ms";
+        write_junit(
+            &[report("chat::a", Some(message)), report("chat::b", None)],
+            &path,
+        )
+        .unwrap();
+
+        let xml = std::fs::read_to_string(&path).unwrap();
+        assert!(xml.contains(r#"tests="2""#), "{xml}");
+        assert!(xml.contains(r#"failures="1""#), "{xml}");
+        assert!(xml.contains(r#"<testcase name="chat::b""#), "{xml}");
+        assert!(
+            xml.contains("ttft.p50 regressed: baseline 20.000 ms"),
+            "{xml}"
+        );
+        assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+    }
 }
