@@ -91,23 +91,29 @@ pub enum EnvError {
     InvalidTargetName(String),
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
+/// Environment variables, read through a function so that tests need not change the
+/// process environment. Empty values count as unset.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.is_empty())
+    }
+
+    /// Returns whether a flag variable is set to a true value: anything but `0`, `false`,
+    /// `no` and `off` (any case).
+    fn flag(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|value| {
+            !matches!(
+                value.to_ascii_lowercase().as_str(),
+                "0" | "false" | "no" | "off"
+            )
+        })
+    }
 }
 
-/// Returns whether a flag variable is set to a true value: anything but `0`, `false`, `no`
-/// and `off` (any case).
-fn flag(name: &str) -> bool {
-    var(name).is_some_and(|value| {
-        !matches!(
-            value.to_ascii_lowercase().as_str(),
-            "0" | "false" | "no" | "off"
-        )
-    })
-}
-
-fn scale(name: &'static str) -> Result<f64, EnvError> {
-    let Some(value) = var(name) else {
+fn scale(value: Option<String>, name: &'static str) -> Result<f64, EnvError> {
+    let Some(value) = value else {
         return Ok(1.0);
     };
     match value.parse::<f64>() {
@@ -120,8 +126,8 @@ fn scale(name: &'static str) -> Result<f64, EnvError> {
     }
 }
 
-fn optional_bool(name: &'static str) -> Result<Option<bool>, EnvError> {
-    let Some(value) = var(name) else {
+fn optional_bool(value: Option<String>, name: &'static str) -> Result<Option<bool>, EnvError> {
+    let Some(value) = value else {
         return Ok(None);
     };
     match value.to_ascii_lowercase().as_str() {
@@ -138,22 +144,38 @@ fn optional_bool(name: &'static str) -> Result<Option<bool>, EnvError> {
 impl HarnessEnv {
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Self, EnvError> {
-        let target = match var("CLAWPERF_ENDPOINT") {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let vars = Vars(lookup);
+        let target = match vars.get("CLAWPERF_ENDPOINT") {
             Some(endpoint) => TargetSpec::Remote(RemoteTarget {
                 endpoint,
-                model: var("CLAWPERF_MODEL").ok_or(EnvError::MissingModel)?,
-                api_key: var("CLAWPERF_API_KEY"),
-                tokenizer: var("CLAWPERF_TOKENIZER").map(PathBuf::from),
-                metrics_endpoint: var("CLAWPERF_METRICS_ENDPOINT"),
-                backend: var("CLAWPERF_BACKEND").unwrap_or_else(|| "vllm".to_owned()),
+                model: vars.get("CLAWPERF_MODEL").ok_or(EnvError::MissingModel)?,
+                api_key: vars.get("CLAWPERF_API_KEY"),
+                tokenizer: vars.get("CLAWPERF_TOKENIZER").map(PathBuf::from),
+                metrics_endpoint: vars.get("CLAWPERF_METRICS_ENDPOINT"),
+                backend: vars
+                    .get("CLAWPERF_BACKEND")
+                    .unwrap_or_else(|| "vllm".to_owned()),
             }),
             None => TargetSpec::Mock(MockKnobs {
-                ttft_scale: scale("CLAWPERF_MOCK_TTFT_SCALE")?,
-                tpot_scale: scale("CLAWPERF_MOCK_TPOT_SCALE")?,
-                prefix_caching: optional_bool("CLAWPERF_MOCK_PREFIX_CACHING")?,
+                ttft_scale: scale(
+                    vars.get("CLAWPERF_MOCK_TTFT_SCALE"),
+                    "CLAWPERF_MOCK_TTFT_SCALE",
+                )?,
+                tpot_scale: scale(
+                    vars.get("CLAWPERF_MOCK_TPOT_SCALE"),
+                    "CLAWPERF_MOCK_TPOT_SCALE",
+                )?,
+                prefix_caching: optional_bool(
+                    vars.get("CLAWPERF_MOCK_PREFIX_CACHING"),
+                    "CLAWPERF_MOCK_PREFIX_CACHING",
+                )?,
             }),
         };
-        let target_name = match (var("CLAWPERF_TARGET"), &target) {
+        let target_name = match (vars.get("CLAWPERF_TARGET"), &target) {
             (Some(name), _) => name,
             (None, TargetSpec::Mock(_)) => "mock".to_owned(),
             (None, TargetSpec::Remote(_)) => return Err(EnvError::MissingTargetName),
@@ -166,16 +188,20 @@ impl HarnessEnv {
             return Err(EnvError::InvalidTargetName(target_name));
         }
 
-        let package_dir = var("CARGO_MANIFEST_DIR")
+        let package_dir = vars
+            .get("CARGO_MANIFEST_DIR")
             .map(PathBuf::from)
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_else(|| PathBuf::from("."));
-        let baselines_dir = var("CLAWPERF_BASELINES")
+        let baselines_dir = vars
+            .get("CLAWPERF_BASELINES")
             .map(PathBuf::from)
             .unwrap_or_else(|| package_dir.join("baselines"))
             .join(&target_name);
-        let output_dir = cargo_target_dir(&package_dir).join("clawperf");
-        let junit_path = var("CLAWPERF_JUNIT")
+        let output_dir =
+            cargo_target_dir(vars.get("CARGO_TARGET_DIR"), &package_dir).join("clawperf");
+        let junit_path = vars
+            .get("CLAWPERF_JUNIT")
             .map(PathBuf::from)
             .unwrap_or_else(|| output_dir.join("junit.xml"));
 
@@ -183,21 +209,21 @@ impl HarnessEnv {
             target,
             package_dir,
             target_name,
-            bless: flag("CLAWPERF_BLESS"),
-            ci: flag("CI"),
+            bless: vars.flag("CLAWPERF_BLESS"),
+            ci: vars.flag("CI"),
             baselines_dir,
             output_dir,
             junit_path,
-            step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
-            nextest_run_id: var("NEXTEST_RUN_ID"),
+            step_summary: vars.get("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+            nextest_run_id: vars.get("NEXTEST_RUN_ID"),
         })
     }
 }
 
 /// Returns cargo's target directory: `CARGO_TARGET_DIR`, else the directory three levels
 /// above this test binary (`<target>/<profile>/deps/<binary>`), else `<package>/target`.
-fn cargo_target_dir(package_dir: &Path) -> PathBuf {
-    if let Some(dir) = var("CARGO_TARGET_DIR") {
+fn cargo_target_dir(configured: Option<String>, package_dir: &Path) -> PathBuf {
+    if let Some(dir) = configured {
         let dir = PathBuf::from(dir);
         return if dir.is_absolute() {
             dir
@@ -212,4 +238,100 @@ fn cargo_target_dir(package_dir: &Path) -> PathBuf {
             (deps.file_name()? == "deps").then(|| deps.parent()?.parent().map(Path::to_path_buf))?
         })
         .unwrap_or_else(|| package_dir.join("target"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<HarnessEnv, EnvError> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        HarnessEnv::from_vars(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_use_the_mock() {
+        let env = parse(&[("CARGO_MANIFEST_DIR", "/repo")]).unwrap();
+        assert!(
+            matches!(env.target, TargetSpec::Mock(ref knobs) if *knobs == MockKnobs::default())
+        );
+        assert_eq!(env.target_name, "mock");
+        assert_eq!(env.baselines_dir, PathBuf::from("/repo/baselines/mock"));
+        assert!(!env.bless);
+        assert!(!env.ci);
+    }
+
+    #[test]
+    fn ci_flag_values() {
+        for (value, expected) in [
+            ("true", true),
+            ("1", true),
+            ("0", false),
+            ("false", false),
+            ("FALSE", false),
+            ("", false),
+        ] {
+            let env = parse(&[("CI", value)]).unwrap();
+            assert_eq!(env.ci, expected, "CI={value:?}");
+        }
+    }
+
+    #[test]
+    fn endpoint_requires_model_and_target() {
+        let missing_model = parse(&[("CLAWPERF_ENDPOINT", "http://127.0.0.1:8000/v1")]);
+        assert!(matches!(missing_model, Err(EnvError::MissingModel)));
+        let missing_target = parse(&[
+            ("CLAWPERF_ENDPOINT", "http://127.0.0.1:8000/v1"),
+            ("CLAWPERF_MODEL", "qwen3"),
+        ]);
+        assert!(matches!(missing_target, Err(EnvError::MissingTargetName)));
+        let env = parse(&[
+            ("CLAWPERF_ENDPOINT", "http://127.0.0.1:8000/v1"),
+            ("CLAWPERF_MODEL", "qwen3"),
+            ("CLAWPERF_TARGET", "vllm-h100"),
+            ("CARGO_MANIFEST_DIR", "/repo"),
+        ])
+        .unwrap();
+        assert!(matches!(env.target, TargetSpec::Remote(ref remote) if remote.backend == "vllm"));
+        assert_eq!(
+            env.baselines_dir,
+            PathBuf::from("/repo/baselines/vllm-h100")
+        );
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let cases = [
+            ("CLAWPERF_MOCK_TTFT_SCALE", "fast"),
+            ("CLAWPERF_MOCK_TTFT_SCALE", "0"),
+            ("CLAWPERF_MOCK_TPOT_SCALE", "-1"),
+            ("CLAWPERF_MOCK_PREFIX_CACHING", "maybe"),
+            ("CLAWPERF_TARGET", "../mock"),
+        ];
+        for (name, value) in cases {
+            let err = parse(&[(name, value)]).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains(value), "{name}={value}: {message}");
+        }
+    }
+
+    #[test]
+    fn mock_knobs_are_read() {
+        let env = parse(&[
+            ("CLAWPERF_MOCK_TTFT_SCALE", "1.3"),
+            ("CLAWPERF_MOCK_PREFIX_CACHING", "0"),
+        ])
+        .unwrap();
+        let TargetSpec::Mock(knobs) = env.target else {
+            panic!("expected the mock target");
+        };
+        assert_eq!(knobs.ttft_scale, 1.3);
+        assert_eq!(knobs.tpot_scale, 1.0);
+        assert_eq!(knobs.prefix_caching, Some(false));
+    }
 }
