@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// Where the scenarios send their traffic.
+/// The destination of the scenarios' traffic.
 #[derive(Debug, Clone)]
 pub enum TargetSpec {
     /// A fresh embedded mock server per repetition.
@@ -53,7 +53,8 @@ pub struct HarnessEnv {
     pub target_name: String,
     /// `CLAWPERF_BLESS` is set to a true value.
     pub bless: bool,
-    /// `CI` is set to anything but `0` or `false`: no file under `baselines/` is written.
+    /// `CI` is set to anything but `0`, `false`, `no` or `off`, so no file under
+    /// `baselines/` is written.
     pub ci: bool,
     pub baselines_dir: PathBuf,
     /// Directory of the JUnit file, result JSONs and Markdown summary.
