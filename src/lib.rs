@@ -10,6 +10,8 @@ pub mod config;
 pub mod content;
 pub mod exit_code;
 pub mod history;
+pub mod gate;
+pub mod harness;
 pub mod mock;
 pub mod openai;
 pub mod preflight;
@@ -21,3 +23,5 @@ pub mod significance;
 pub mod stats;
 pub mod tokenizer;
 pub mod workload;
+
+pub use clawperf_macros::scenario;
