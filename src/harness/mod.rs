@@ -50,7 +50,6 @@ mod execute;
 mod fingerprint;
 mod judge;
 mod measure;
-mod mock_server;
 mod registry;
 mod report;
 mod scenario;

@@ -8,11 +8,10 @@ use url::Url;
 
 use crate::client::{self, ClientError, EndpointError, TlsOptions};
 use crate::config::{BenchArgs, ConfigError, MOCK_ENDPOINT, RunConfig, Target};
-use crate::mock::{MockConfig, MockError};
+use crate::mock::{MockConfig, MockError, MockServer};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 use super::env::TargetSpec;
-use super::mock_server::HarnessMock;
 use super::scenario::{MockTarget, Workload};
 
 /// Model name served by the embedded mock.
@@ -56,7 +55,7 @@ pub struct RepetitionTarget {
     pub tokenizer_is_builtin: bool,
     pub backend: String,
     pub http: reqwest::Client,
-    pub mock: Option<HarnessMock>,
+    pub mock: Option<MockServer>,
 }
 
 fn duration_ms(ms: f64) -> Option<Duration> {
@@ -88,10 +87,10 @@ impl RepetitionTarget {
                     seed,
                     ..MockConfig::default()
                 };
-                let server = HarnessMock::start(config).await?;
-                let base_url = mock_url(&server.base_url());
+                let server = MockServer::start(config).await?;
+                let base_url = mock_url(&format!("{}/", server.base_url()));
                 Ok(Self {
-                    chat_url: mock_url(&format!("{}chat/completions", server.base_url())),
+                    chat_url: mock_url(&format!("{}/chat/completions", server.base_url())),
                     metrics_url: Some(mock_url(&server.metrics_url())),
                     base_url,
                     model: MOCK_MODEL.to_owned(),
@@ -147,7 +146,7 @@ impl RepetitionTarget {
     /// Stops the mock server, if this target started one.
     pub async fn stop(self) {
         if let Some(server) = self.mock {
-            server.stop().await;
+            server.shutdown().await;
         }
     }
 }

@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -45,6 +46,14 @@ impl MockServer {
         let addr = listener
             .local_addr()
             .map_err(|source| MockError::Bind { addr, source })?;
+        // Without TCP_NODELAY, Nagle's algorithm holds a token's small write until the client
+        // acknowledges the previous one, and a delayed ACK adds tens of milliseconds to the
+        // latency the mock promises.
+        let listener = listener.tap_io(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::warn!(error = %err, "failed to set TCP_NODELAY on a mock connection");
+            }
+        });
 
         let config = state.config();
         tracing::info!(
