@@ -13,7 +13,7 @@ pub fn render_summary(result: &RunResult) -> String {
 
     let _ = writeln!(
         out,
-        "clawperf {} — {} ({})",
+        "clawperf {} — endpoint {}, model {}",
         result.clawperf_version, config.endpoint, config.model
     );
     if config.token_counts_approximate {
@@ -61,7 +61,8 @@ fn write_totals(out: &mut String, summary: &Summary) {
         let _ = writeln!(out, "{label:<22}{value}");
     }
     for (class, count) in &summary.errors_by_class {
-        let _ = writeln!(out, "{:<22}{count}", format!("Failed: {class}"));
+        // A long class name still gets a space before its count.
+        let _ = writeln!(out, "{:<21} {count}", format!("Failed: {class}"));
     }
 }
 
