@@ -360,6 +360,7 @@ fn parse_metrics_url(value: &str) -> Result<Url, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error_chain::error_chain;
     use clap::Parser;
 
     #[derive(Parser)]
@@ -456,16 +457,5 @@ mod tests {
                 .validate()
                 .unwrap_err();
         assert!(err.to_string().contains("ftp://host/v1"), "{err}");
-    }
-
-    fn error_chain(err: &dyn std::error::Error) -> String {
-        let mut message = err.to_string();
-        let mut source = err.source();
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        message
     }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod content;
+pub mod error_chain;
 pub mod exit_code;
 pub mod gate;
 pub mod harness;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error_chain::error_chain;
 use crate::gate::{self, MetricVerdict, RepetitionSummary, Verdict};
 
 use super::baseline::{
@@ -39,17 +40,6 @@ pub fn pending_path(baseline: &Path) -> PathBuf {
     let mut path = baseline.as_os_str().to_owned();
     path.push(".new");
     PathBuf::from(path)
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// Returns the failed report of a scenario that could not run.

@@ -70,6 +70,7 @@ pub use judge::ScenarioReport;
 pub use registry::{Registration, ScenarioBody, scenarios};
 pub use scenario::{DEFAULT_REPETITIONS, MockTarget, Scenario, Workload};
 
+use crate::error_chain::error_chain;
 use report::ReportStore;
 
 /// Exit code when the scenarios ran but the reports could not be written. It is libtest's
@@ -217,15 +218,4 @@ fn write_reports(env: &HarnessEnv, reports: &[ScenarioReport]) -> Result<(), rep
         }
     }
     Ok(())
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

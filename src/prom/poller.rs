@@ -11,9 +11,9 @@
 //! the backend's metrics is logged once, because it usually means a wrong `--backend`.
 
 use std::collections::HashSet;
-use std::error::Error as StdError;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::error_chain::error_chain;
 use reqwest::StatusCode;
 use reqwest::header::ACCEPT;
 use serde::{Deserialize, Serialize};
@@ -383,18 +383,6 @@ impl ScrapeLog {
             }
         }
     }
-}
-
-/// Formats `error` and its sources as `error: cause: cause`.
-fn error_chain(error: &dyn StdError) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// Returns `url` as text without its user name and password.
