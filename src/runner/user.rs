@@ -243,10 +243,10 @@ async fn count_output_tokens(
     if let Some(usage) = stream.usage {
         return (Some(usage.completion_tokens), Some(TokenCountSource::Usage));
     }
-    let text = format!("{}{}", stream.reasoning, stream.content);
+    let stream = stream.clone();
     let generator = generator.clone();
-    match blocking(move || generator.tokenizer().count(&text)).await {
-        Ok(count) => (Some(count as u64), Some(TokenCountSource::Tokenizer)),
+    match blocking(move || stream.output_tokens(generator.tokenizer())).await {
+        Ok((count, source)) => (Some(count), Some(source)),
         Err(err) => {
             tracing::warn!(error = %err, "failed to count output tokens");
             (None, None)
