@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod exit_code;
+pub mod journal;
 pub mod mock;
 pub mod openai;
 pub mod preflight;

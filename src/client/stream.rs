@@ -81,7 +81,8 @@ impl ChatClient {
         })
     }
 
-    /// Fails a turn with `IdleTimeout` when no body bytes arrive for `idle_timeout`. The first
+    /// Fails a turn with `IdleTimeout` when nothing arrives for `idle_timeout`: no response
+    /// headers after the request was sent, or no body bytes after the previous ones. The first
     /// wait includes the server's prefill on engines that send nothing before the first token
     /// (vLLM sends its role chunk together with it), so keep it above the slowest expected TTFT.
     pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
@@ -120,12 +121,33 @@ impl ChatClient {
         let deadline = t0
             .checked_add(self.request_timeout)
             .unwrap_or_else(|| t0 + EFFECTIVELY_NO_TIMEOUT);
-        let response = match timeout_at(deadline, self.http.execute(http_request)).await {
+        let headers_deadline = self
+            .idle_timeout
+            .and_then(|idle| t0.checked_add(idle))
+            .filter(|idle_deadline| *idle_deadline < deadline);
+        let response = match timeout_at(
+            headers_deadline.unwrap_or(deadline),
+            self.http.execute(http_request),
+        )
+        .await
+        {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
                 return Err(TurnFailure {
                     class: ErrorClass::Connect,
                     message: describe_error(error),
+                    status: None,
+                    elapsed: t0.elapsed(),
+                });
+            }
+            Err(_) if headers_deadline.is_some() => {
+                return Err(TurnFailure {
+                    class: ErrorClass::IdleTimeout,
+                    message: format!(
+                        "timed out after {:?} (the idle timeout) waiting for the response \
+                         headers",
+                        self.idle_timeout.unwrap_or_default()
+                    ),
                     status: None,
                     elapsed: t0.elapsed(),
                 });

@@ -47,6 +47,7 @@ pub(super) fn build_result(
         e2e.add(&outcome.e2e);
         timeline.extend(user_timeline(&outcome));
 
+        summary.aborted_turns += outcome.aborted_turns;
         for turn in &outcome.turns {
             summary.total_turns += 1;
             if turn.success {
@@ -242,6 +243,8 @@ fn config_record(config: &RunConfig, metrics_url: Option<&Url>) -> RunConfigReco
         max_turns: config.max_turns,
         ignore_eos: config.ignore_eos,
         request_timeout_s: config.request_timeout.as_secs_f64(),
+        idle_timeout_s: config.idle_timeout.map(|timeout| timeout.as_secs_f64()),
+        max_consecutive_failures: config.max_consecutive_failures,
         metrics_endpoint: metrics_url.map(Url::to_string),
         metrics_interval_s: config.metrics_interval.as_secs_f64(),
         backend: config.backend.to_string(),

@@ -7,12 +7,13 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::client::{ChatClient, StreamRecord, TurnFailure};
 use crate::content::ContentGenerator;
+use crate::journal::TurnJournal;
 use crate::openai::{ChatCompletionRequest, StreamOptions};
 use crate::result::{TokenCountSource, TurnError, TurnRecord};
 use crate::stats::LatencyHistogram;
 use crate::workload::{Conversation, ConversationShape, PlannedTurn, TurnPlan, WorkloadError};
 
-use super::RunEvent;
+use super::{RunEvent, StopHandle};
 
 /// The `TurnError::class` of a turn that was not sent because its context did not fit.
 pub const CONTEXT_OVERFLOW: &str = "context_overflow";
@@ -29,6 +30,11 @@ pub(super) struct UserSettings {
     pub seed: u64,
     pub run_start: Instant,
     pub events: Option<UnboundedSender<RunEvent>>,
+    /// The journal that every finished turn is appended to, if any.
+    pub journal: Option<Arc<TurnJournal>>,
+    /// Failed turns in a row after which a user stops; `None` never stops it.
+    pub max_consecutive_failures: Option<usize>,
+    pub stop: StopHandle,
 }
 
 /// Why a user stopped sending turns.
@@ -36,6 +42,10 @@ pub(super) struct UserSettings {
 pub enum StopReason {
     MaxTurns,
     ContextOverflow,
+    /// `--max-consecutive-failures` turns failed in a row.
+    ConsecutiveFailures,
+    /// The run was stopped (Ctrl-C, SIGTERM) before the user finished its turns.
+    Interrupted,
 }
 
 impl StopReason {
@@ -43,6 +53,8 @@ impl StopReason {
         match self {
             StopReason::MaxTurns => "max_turns",
             StopReason::ContextOverflow => CONTEXT_OVERFLOW,
+            StopReason::ConsecutiveFailures => "consecutive_failures",
+            StopReason::Interrupted => "interrupted",
         }
     }
 }
@@ -60,12 +72,17 @@ pub struct UserOutcome {
     pub tpot: LatencyHistogram,
     pub itl: LatencyHistogram,
     pub e2e: LatencyHistogram,
+    /// Turns that were in flight when the run was aborted; they have no record.
+    pub aborted_turns: u64,
 }
 
 pub(super) async fn run_user(
     user_id: usize,
     settings: Arc<UserSettings>,
 ) -> Result<UserOutcome, WorkloadError> {
+    if settings.stop.is_stopped() {
+        return Ok(UserOutcome::not_started(user_id, &settings));
+    }
     let seed = user_seed(settings.seed, user_id);
     let shape = settings.shape;
     let generator = settings.generator.clone();
@@ -78,20 +95,14 @@ pub(super) async fn run_user(
         user_id,
         t_s: started_s,
     });
-    let mut outcome = UserOutcome {
-        user_id,
-        turns: Vec::with_capacity(settings.max_turns),
-        stop_reason: StopReason::MaxTurns,
-        started_s,
-        stopped_s: started_s,
-        ttft: LatencyHistogram::new(),
-        time_to_first_content: LatencyHistogram::new(),
-        tpot: LatencyHistogram::new(),
-        itl: LatencyHistogram::new(),
-        e2e: LatencyHistogram::new(),
-    };
+    let mut outcome = UserOutcome::new(user_id, started_s, settings.max_turns);
+    let mut consecutive_failures = 0;
 
     for turn_id in 1..=settings.max_turns {
+        if settings.stop.is_stopped() {
+            outcome.stop_reason = StopReason::Interrupted;
+            break;
+        }
         // Tokenizing a long context takes milliseconds of CPU; it runs off the async workers
         // so that it never delays the timestamps of other users' streams.
         let (returned, plan) = blocking(move || {
@@ -123,11 +134,7 @@ pub(super) async fn run_user(
                     t_s,
                     request_tokens: request_tokens as u64,
                 });
-                settings.emit(RunEvent::TurnFinished {
-                    user_id,
-                    record: Box::new(record.clone()),
-                });
-                outcome.turns.push(record);
+                settings.finish_turn(&mut outcome, record);
                 outcome.stop_reason = StopReason::ContextOverflow;
                 break;
             }
@@ -141,6 +148,10 @@ pub(super) async fn run_user(
             });
         }
 
+        if settings.stop.is_stopped() {
+            outcome.stop_reason = StopReason::Interrupted;
+            break;
+        }
         let request = settings.request(&turn);
         let start_s = settings.run_start.elapsed().as_secs_f64();
         settings.emit(RunEvent::TurnStarted {
@@ -149,7 +160,17 @@ pub(super) async fn run_user(
             t_s: start_s,
             input_tokens: turn.prompt_tokens as u64,
         });
-        let result = settings.chat.stream_chat(&request).await;
+        let result = tokio::select! {
+            biased;
+            () = settings.stop.aborted() => None,
+            result = settings.chat.stream_chat(&request) => Some(result),
+        };
+        let Some(result) = result else {
+            tracing::debug!(user_id, turn_id, "aborted the turn in flight");
+            outcome.aborted_turns += 1;
+            outcome.stop_reason = StopReason::Interrupted;
+            break;
+        };
 
         let record = match result {
             Ok(stream) => {
@@ -163,12 +184,29 @@ pub(super) async fn run_user(
             }
             Err(failure) => failure_record(turn_id, start_s, &turn, failure),
         };
+        // A failed turn's input is not added to the history, so the next turn resends the
+        // same context plus a new input.
+        consecutive_failures = if record.success {
+            0
+        } else {
+            consecutive_failures + 1
+        };
         outcome.stopped_s = settings.run_start.elapsed().as_secs_f64();
-        settings.emit(RunEvent::TurnFinished {
-            user_id,
-            record: Box::new(record.clone()),
-        });
-        outcome.turns.push(record);
+        settings.finish_turn(&mut outcome, record);
+        if settings
+            .max_consecutive_failures
+            .is_some_and(|limit| consecutive_failures >= limit)
+        {
+            tracing::warn!(
+                user_id,
+                turn_id,
+                consecutive_failures,
+                "the user stops after {consecutive_failures} failed turns in a row \
+                 (--max-consecutive-failures)"
+            );
+            outcome.stop_reason = StopReason::ConsecutiveFailures;
+            break;
+        }
     }
 
     outcome.stopped_s = settings.run_start.elapsed().as_secs_f64();
@@ -181,6 +219,18 @@ pub(super) async fn run_user(
 }
 
 impl UserSettings {
+    /// Records a finished turn: appends it to the journal, reports it and keeps it.
+    fn finish_turn(&self, outcome: &mut UserOutcome, record: TurnRecord) {
+        if let Some(journal) = &self.journal {
+            journal.append(outcome.user_id, &record);
+        }
+        self.emit(RunEvent::TurnFinished {
+            user_id: outcome.user_id,
+            record: Box::new(record.clone()),
+        });
+        outcome.turns.push(record);
+    }
+
     fn emit(&self, event: RunEvent) {
         if let Some(events) = &self.events {
             // The receiver going away (a reporter that stopped early) must not stop the run.
@@ -204,6 +254,30 @@ impl UserSettings {
 }
 
 impl UserOutcome {
+    fn new(user_id: usize, started_s: f64, max_turns: usize) -> Self {
+        Self {
+            user_id,
+            turns: Vec::with_capacity(max_turns),
+            stop_reason: StopReason::MaxTurns,
+            started_s,
+            stopped_s: started_s,
+            ttft: LatencyHistogram::new(),
+            time_to_first_content: LatencyHistogram::new(),
+            tpot: LatencyHistogram::new(),
+            itl: LatencyHistogram::new(),
+            e2e: LatencyHistogram::new(),
+            aborted_turns: 0,
+        }
+    }
+
+    /// Returns the outcome of a user whose arrival came after the run was stopped.
+    pub(super) fn not_started(user_id: usize, settings: &UserSettings) -> Self {
+        let now_s = settings.run_start.elapsed().as_secs_f64();
+        let mut outcome = Self::new(user_id, now_s, 0);
+        outcome.stop_reason = StopReason::Interrupted;
+        outcome
+    }
+
     fn record_latencies(&mut self, stream: &StreamRecord, tpot_ms: Option<f64>) {
         if let Some(ttft) = stream.ttft {
             self.ttft.record(ttft);
