@@ -25,6 +25,7 @@ use crate::mock::{MockConfig, MockError, MockServer};
 use crate::preflight::{self, PreflightError};
 use crate::prom::{MetricsPoller, PollReport, PollerStartError};
 use crate::result::RunResult;
+use crate::stats::LatencyHistogram;
 use crate::tokenizer::{EncodeError, Tokenizer};
 use crate::workload::WorkloadError;
 
@@ -212,11 +213,19 @@ pub async fn run_with_stop(
         journal: journal.clone(),
         max_consecutive_failures: config.max_consecutive_failures,
         stop: stop.clone(),
+        cpu_slots: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+        ),
+        itl: std::sync::Mutex::new(LatencyHistogram::new()),
     });
     let grace_timer = tokio::spawn(abort_after_grace(stop.clone(), config.interrupt_grace));
-    let outcomes = run_users(&config, settings).await;
+    let outcomes = run_users(&config, settings.clone()).await;
     grace_timer.abort();
     let outcomes = outcomes?;
+    let itl = match settings.itl.lock() {
+        Ok(histogram) => histogram.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
     let duration = run_start.elapsed();
     let interrupted = stop.is_stopped();
 
@@ -248,6 +257,7 @@ pub async fn run_with_stop(
         duration,
         metrics_url.as_ref(),
         outcomes,
+        &itl,
         poll_report,
     );
     result.summary.interrupted = interrupted;

@@ -35,6 +35,14 @@ pub(super) struct UserSettings {
     /// Failed turns in a row after which a user stops; `None` never stops it.
     pub max_consecutive_failures: Option<usize>,
     pub stop: StopHandle,
+    /// Permits for CPU-bound work (content generation, tokenizing), one per core. Without them
+    /// a burst of users would start a blocking thread each, up to tokio's 512, whose stacks
+    /// and allocator arenas cost memory and whose contention delays the timestamps of streams.
+    pub cpu_slots: tokio::sync::Semaphore,
+    /// Inter-token latencies of all users. One shared histogram, because a histogram per user
+    /// costs about 90 KiB (3 significant digits up to seconds in microseconds), and per-user
+    /// ITL statistics are not reported.
+    pub itl: std::sync::Mutex<LatencyHistogram>,
 }
 
 /// Why a user stopped sending turns.
@@ -59,7 +67,9 @@ impl StopReason {
     }
 }
 
-/// What one user measured.
+/// What one user measured. Latencies are kept as one sample per turn rather than as
+/// histograms, so that a user costs memory in proportion to its turns: 1000 users with five
+/// histograms each would hold about 450 MiB.
 #[derive(Debug)]
 pub struct UserOutcome {
     pub user_id: usize,
@@ -67,11 +77,10 @@ pub struct UserOutcome {
     pub stop_reason: StopReason,
     pub started_s: f64,
     pub stopped_s: f64,
-    pub ttft: LatencyHistogram,
-    pub time_to_first_content: LatencyHistogram,
-    pub tpot: LatencyHistogram,
-    pub itl: LatencyHistogram,
-    pub e2e: LatencyHistogram,
+    pub ttft: Vec<Duration>,
+    pub time_to_first_content: Vec<Duration>,
+    pub tpot: Vec<Duration>,
+    pub e2e: Vec<Duration>,
     /// Turns that were in flight when the run was aborted; they have no record.
     pub aborted_turns: u64,
 }
@@ -87,8 +96,10 @@ pub(super) async fn run_user(
     let shape = settings.shape;
     let generator = settings.generator.clone();
     let system_prefix = settings.system_prefix.clone();
-    let mut conversation =
-        blocking(move || Conversation::new(shape, system_prefix, generator, seed)).await?;
+    let mut conversation = blocking(&settings.cpu_slots, move || {
+        Conversation::new(shape, system_prefix, generator, seed)
+    })
+    .await?;
 
     let started_s = settings.run_start.elapsed().as_secs_f64();
     settings.emit(RunEvent::UserStarted {
@@ -105,7 +116,7 @@ pub(super) async fn run_user(
         }
         // Tokenizing a long context takes milliseconds of CPU; it runs off the async workers
         // so that it never delays the timestamps of other users' streams.
-        let (returned, plan) = blocking(move || {
+        let (returned, plan) = blocking(&settings.cpu_slots, move || {
             let plan = conversation.plan_turn();
             (conversation, plan)
         })
@@ -174,11 +185,11 @@ pub(super) async fn run_user(
 
         let record = match result {
             Ok(stream) => {
-                let (output_tokens, source) =
-                    count_output_tokens(&stream, &settings.generator).await;
+                let (output_tokens, source) = count_output_tokens(&stream, &settings).await;
                 let record =
                     success_record(turn_id, start_s, &turn, &stream, output_tokens, source);
                 outcome.record_latencies(&stream, record.tpot_ms);
+                record_itl(&settings.itl, &stream);
                 conversation.commit_turn(turn, stream.content);
                 record
             }
@@ -261,11 +272,10 @@ impl UserOutcome {
             stop_reason: StopReason::MaxTurns,
             started_s,
             stopped_s: started_s,
-            ttft: LatencyHistogram::new(),
-            time_to_first_content: LatencyHistogram::new(),
-            tpot: LatencyHistogram::new(),
-            itl: LatencyHistogram::new(),
-            e2e: LatencyHistogram::new(),
+            ttft: Vec::with_capacity(max_turns),
+            time_to_first_content: Vec::new(),
+            tpot: Vec::with_capacity(max_turns),
+            e2e: Vec::with_capacity(max_turns),
             aborted_turns: 0,
         }
     }
@@ -279,21 +289,28 @@ impl UserOutcome {
     }
 
     fn record_latencies(&mut self, stream: &StreamRecord, tpot_ms: Option<f64>) {
-        if let Some(ttft) = stream.ttft {
-            self.ttft.record(ttft);
-        }
-        if let Some(first_content) = stream.time_to_first_content {
-            self.time_to_first_content.record(first_content);
-        }
-        if let Some(e2e) = stream.e2e {
-            self.e2e.record(e2e);
-        }
+        self.ttft.extend(stream.ttft);
+        self.time_to_first_content
+            .extend(stream.time_to_first_content);
+        self.e2e.extend(stream.e2e);
         if let Some(tpot_ms) = tpot_ms {
-            self.tpot.record(Duration::from_secs_f64(tpot_ms / 1000.0));
+            self.tpot.push(Duration::from_secs_f64(tpot_ms / 1000.0));
         }
-        for gap in &stream.itl {
-            self.itl.record(*gap);
-        }
+    }
+}
+
+/// Records a turn's inter-token latencies into the run's histogram, under its lock once per
+/// turn.
+fn record_itl(itl: &std::sync::Mutex<LatencyHistogram>, stream: &StreamRecord) {
+    if stream.itl.is_empty() {
+        return;
+    }
+    let mut histogram = match itl.lock() {
+        Ok(histogram) => histogram,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    for gap in &stream.itl {
+        histogram.record(*gap);
     }
 }
 
@@ -302,7 +319,15 @@ fn user_seed(run_seed: u64, user_id: usize) -> u64 {
     run_seed ^ (user_id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+/// Runs CPU-bound `work` on the blocking pool once one of `cpu_slots` is free.
+async fn blocking<T: Send + 'static>(
+    cpu_slots: &tokio::sync::Semaphore,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let _permit = cpu_slots
+        .acquire()
+        .await
+        .expect("the CPU semaphore is never closed");
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(err) => std::panic::resume_unwind(err.into_panic()),
@@ -312,14 +337,18 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 /// Takes the output-token count from `usage`, else re-encodes the output text.
 async fn count_output_tokens(
     stream: &StreamRecord,
-    generator: &Arc<ContentGenerator>,
+    settings: &UserSettings,
 ) -> (Option<u64>, Option<TokenCountSource>) {
     if let Some(usage) = stream.usage {
         return (Some(usage.completion_tokens), Some(TokenCountSource::Usage));
     }
     let stream = stream.clone();
-    let generator = generator.clone();
-    match blocking(move || stream.output_tokens(generator.tokenizer())).await {
+    let generator = settings.generator.clone();
+    match blocking(&settings.cpu_slots, move || {
+        stream.output_tokens(generator.tokenizer())
+    })
+    .await
+    {
         Ok((count, source)) => (Some(count), Some(source)),
         Err(err) => {
             tracing::warn!(error = %err, "failed to count output tokens");
