@@ -90,6 +90,26 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 600.0, allow_negative_numbers = true)]
     pub request_timeout: f64,
 
+    /// Max seconds without data from the server within a request: until the response headers,
+    /// then between body reads. The first wait includes prefill on many servers, so keep it
+    /// above the slowest expected TTFT [default: off, only --request-timeout applies]
+    #[arg(long, allow_negative_numbers = true)]
+    pub idle_timeout: Option<f64>,
+
+    /// Stop a user after this many failed turns in a row [default: never]
+    #[arg(long)]
+    pub max_consecutive_failures: Option<usize>,
+
+    /// JSON-lines file to which every turn is appended as it finishes, so a killed run keeps
+    /// its data [default: --output with the extension turns.jsonl]
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+
+    /// Seconds that turns in flight get to finish after Ctrl-C or SIGTERM before they are
+    /// aborted
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
+    pub interrupt_grace: f64,
+
     /// Prometheus /metrics URL of the server, polled during the run
     /// [default with --endpoint mock: the mock's /metrics]
     #[arg(long)]
@@ -178,6 +198,14 @@ pub struct RunConfig {
     pub max_turns: usize,
     pub ignore_eos: bool,
     pub request_timeout: Duration,
+    /// Max time without a byte from the server within a request; `None` is no limit.
+    pub idle_timeout: Option<Duration>,
+    /// Failed turns in a row after which a user stops; `None` never stops it.
+    pub max_consecutive_failures: Option<usize>,
+    /// The turn journal's path; `None` writes no journal. The CLI fills in the default.
+    pub journal: Option<PathBuf>,
+    /// Time turns in flight get to finish after a stop before they are aborted.
+    pub interrupt_grace: Duration,
     /// The metrics URL; with the mock target, `None` here means "the mock's own".
     pub metrics_endpoint: Option<Url>,
     pub metrics_interval: Duration,
@@ -234,6 +262,14 @@ impl BenchArgs {
         at_least_one("max-context-tokens", self.max_context_tokens)?;
         let request_timeout = positive_seconds("request-timeout", self.request_timeout)?;
         let metrics_interval = positive_seconds("metrics-interval", self.metrics_interval)?;
+        let idle_timeout = self
+            .idle_timeout
+            .map(|seconds| positive_seconds("idle-timeout", seconds))
+            .transpose()?;
+        if let Some(limit) = self.max_consecutive_failures {
+            at_least_one("max-consecutive-failures", limit)?;
+        }
+        let interrupt_grace = non_negative_seconds("interrupt-grace", self.interrupt_grace)?;
         let arrival: Arrival = self.user_arrival.parse()?;
         let backend: Backend = self
             .backend
@@ -311,6 +347,10 @@ impl BenchArgs {
             max_turns: self.max_turns,
             ignore_eos: self.ignore_eos,
             request_timeout,
+            idle_timeout,
+            max_consecutive_failures: self.max_consecutive_failures,
+            journal: self.journal,
+            interrupt_grace,
             metrics_endpoint,
             metrics_interval,
             backend,
@@ -331,6 +371,18 @@ fn positive_seconds(option: &'static str, seconds: f64) -> Result<Duration, Conf
         Ok(Duration::from_secs_f64(seconds))
     } else {
         Err(invalid(option, seconds, "expected a number of seconds > 0"))
+    }
+}
+
+fn non_negative_seconds(option: &'static str, seconds: f64) -> Result<Duration, ConfigError> {
+    if seconds.is_finite() && seconds >= 0.0 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(invalid(
+            option,
+            seconds,
+            "expected a number of seconds >= 0",
+        ))
     }
 }
 
@@ -418,6 +470,13 @@ mod tests {
             (&["--max-turns", "0"], "--max-turns", "0"),
             (&["--request-timeout", "0"], "--request-timeout", "0"),
             (&["--metrics-interval", "-1"], "--metrics-interval", "-1"),
+            (&["--idle-timeout", "0"], "--idle-timeout", "0"),
+            (
+                &["--max-consecutive-failures", "0"],
+                "--max-consecutive-failures",
+                "0",
+            ),
+            (&["--interrupt-grace", "-2"], "--interrupt-grace", "-2"),
             (&["--backend", "tgi"], "--backend", "tgi"),
             (
                 &["--metrics-endpoint", "localhost:8000"],

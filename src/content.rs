@@ -4,8 +4,19 @@
 //! separate tokens when joined. For byte-level BPE vocabularies (GPT-2, Llama 3, Qwen) the units
 //! are space-prefixed lowercase words such as `" table"`, which the pre-tokenizer always splits
 //! apart. Where the vocabulary has too few such words (the built-in byte-level tokenizer, for
-//! example), single lowercase letters are the units. Every generated text is re-encoded, and
-//! corrected if the count is off, so the requested count is exact for the tokenizer in use.
+//! example), single lowercase letters are the units.
+//!
+//! The count is exact for the tokenizer in use, by one of two means:
+//!
+//! - Word units skip the re-encode when the pool is *separable*: each unit alone encodes to its
+//!   one token (checked when the pool is built), and the tokenizer splits joined units at every
+//!   unit boundary. The split is checked once, at construction, for every pair of a unit's last
+//!   letter and the next unit's first letter that the pool can produce. Byte-level BPE
+//!   pre-tokenizers (GPT-2, Llama 3, Qwen) decide a split at a space from the characters next
+//!   to it, and BPE merges never cross a pre-token, so these pairs cover every text the pool
+//!   can generate. Re-encoding a 128k-token context would take longer than generating it
+//!   (hundreds of milliseconds against about one).
+//! - Otherwise every generated text is re-encoded, and corrected if the count is off.
 
 use rand::Rng;
 use rand::seq::IndexedRandom;
@@ -18,6 +29,8 @@ const MIN_WORD_UNITS: usize = 256;
 const MAX_WORD_UNITS: usize = 8192;
 /// Units joined to check that the pool's units do not merge with each other.
 const ADDITIVITY_SAMPLE: usize = 2048;
+/// Letters in the longest word unit.
+const MAX_WORD_LENGTH: usize = 10;
 /// Correction rounds before generation gives up on an exact count.
 const MAX_CORRECTIONS: usize = 8;
 
@@ -45,21 +58,39 @@ pub struct ContentGenerator {
     tokenizer: Tokenizer,
     /// Each unit's text and the one token id it encodes to.
     units: Vec<(Box<str>, u32)>,
+    /// Whether joined units are checked to split at every unit boundary, so that a generated
+    /// text's count is its number of units without a re-encode.
+    separable: bool,
 }
 
 impl ContentGenerator {
     /// Builds the unit pool for `tokenizer` and checks that joined units count additively.
     pub fn new(tokenizer: Tokenizer) -> Result<Self, ContentError> {
         let mut units = word_units(&tokenizer)?;
-        if units.len() < MIN_WORD_UNITS {
+        let words = units.len() >= MIN_WORD_UNITS;
+        if !words {
             tracing::debug!(
                 words = units.len(),
                 "too few single-token words in the vocabulary; generating letters"
             );
             units = letter_units(&tokenizer)?;
         }
-        let generator = Self { tokenizer, units };
+        let mut generator = Self {
+            tokenizer,
+            units,
+            separable: false,
+        };
         generator.check_additivity()?;
+        generator.separable = words && generator.splits_at_every_boundary()?;
+        tracing::debug!(
+            separable = generator.separable,
+            "generated content is counted {}",
+            if generator.separable {
+                "by its units"
+            } else {
+                "by re-encoding it"
+            }
+        );
         Ok(generator)
     }
 
@@ -78,6 +109,12 @@ impl ContentGenerator {
         (*id, text)
     }
 
+    /// Returns whether generated texts are counted by their units instead of re-encoded (see
+    /// the module docs).
+    pub fn is_separable(&self) -> bool {
+        self.separable
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
@@ -88,6 +125,14 @@ impl ContentGenerator {
         rng: &mut R,
         tokens: usize,
     ) -> Result<String, ContentError> {
+        if self.separable {
+            let mut text = String::with_capacity(tokens * (MAX_WORD_LENGTH + 1));
+            for _ in 0..tokens {
+                text.push_str(self.random_unit(rng));
+            }
+            return Ok(text);
+        }
+
         let mut text = String::with_capacity(tokens * 8);
         let mut boundaries = Vec::with_capacity(tokens);
         for _ in 0..tokens {
@@ -124,6 +169,36 @@ impl ContentGenerator {
         }
     }
 
+    /// Returns whether units joined across every (last letter, first letter) pair the pool can
+    /// produce encode to the concatenation of their ids.
+    fn splits_at_every_boundary(&self) -> Result<bool, ContentError> {
+        let mut ending_with: [Option<&(Box<str>, u32)>; 26] = [None; 26];
+        let mut starting_with: [Option<&(Box<str>, u32)>; 26] = [None; 26];
+        for unit in &self.units {
+            let letters = unit.0.trim_start().as_bytes();
+            let (Some(&first), Some(&last)) = (letters.first(), letters.last()) else {
+                return Ok(false);
+            };
+            if !first.is_ascii_lowercase() || !last.is_ascii_lowercase() {
+                return Ok(false);
+            }
+            starting_with[usize::from(first - b'a')].get_or_insert(unit);
+            ending_with[usize::from(last - b'a')].get_or_insert(unit);
+        }
+
+        let mut text = String::new();
+        let mut expected = Vec::new();
+        for left in ending_with.iter().flatten() {
+            for right in starting_with.iter().flatten() {
+                for (unit, id) in [left, right] {
+                    text.push_str(unit);
+                    expected.push(*id);
+                }
+            }
+        }
+        Ok(self.tokenizer.encode(&text)? == expected)
+    }
+
     fn check_additivity(&self) -> Result<(), ContentError> {
         let sample: Vec<&(Box<str>, u32)> =
             self.units.iter().cycle().take(ADDITIVITY_SAMPLE).collect();
@@ -152,8 +227,8 @@ fn word_units(tokenizer: &Tokenizer) -> Result<Vec<(Box<str>, u32)>, ContentErro
             continue;
         };
         let word = text.strip_prefix(' ').unwrap_or("");
-        let is_word =
-            (3..=10).contains(&word.len()) && word.bytes().all(|b| b.is_ascii_lowercase());
+        let is_word = (3..=MAX_WORD_LENGTH).contains(&word.len())
+            && word.bytes().all(|b| b.is_ascii_lowercase());
         if !is_word || tokenizer.encode(&text)? != [id] {
             continue;
         }

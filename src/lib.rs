@@ -13,6 +13,7 @@ pub mod exit_code;
 pub mod gate;
 pub mod harness;
 pub mod history;
+pub mod journal;
 pub mod mock;
 pub mod openai;
 pub mod preflight;

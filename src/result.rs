@@ -44,6 +44,10 @@ pub struct RunConfigRecord {
     pub max_turns: usize,
     pub ignore_eos: bool,
     pub request_timeout_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_consecutive_failures: Option<usize>,
     pub metrics_endpoint: Option<String>,
     pub metrics_interval_s: f64,
     pub backend: String,
@@ -100,6 +104,14 @@ pub struct Summary {
     pub total_compactions: u64,
     /// Scrapes of the metrics endpoint that failed.
     pub metrics_scrape_errors: u64,
+    /// True when the run was stopped (Ctrl-C, SIGTERM) before every user finished; the result
+    /// then has the turns that finished before the stop.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Turns in flight when the run was stopped that did not finish within the grace period.
+    /// They have no turn record and are not counted in `total_turns`.
+    #[serde(default)]
+    pub aborted_turns: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,7 +135,8 @@ pub struct UserAggregate {
     pub error_count: u64,
     pub errors_by_class: BTreeMap<String, u64>,
     pub compaction_count: u64,
-    /// Why the user stopped: `max_turns`, `context_overflow` or `interrupted`.
+    /// Why the user stopped: `max_turns`, `context_overflow`, `consecutive_failures` or
+    /// `interrupted`.
     pub stop_reason: String,
 }
 

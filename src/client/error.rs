@@ -16,7 +16,8 @@ pub enum ErrorClass {
     /// The whole request, from connecting to the end of the stream, took longer than the
     /// request timeout.
     Timeout,
-    /// No bytes arrived for longer than the idle timeout while the response body was streaming.
+    /// Nothing arrived for longer than the idle timeout: no response headers after the request
+    /// was sent, or no body bytes after the previous ones.
     IdleTimeout,
     /// The server responded with a non-success HTTP status other than 429.
     HttpStatus,

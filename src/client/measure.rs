@@ -26,6 +26,8 @@ use tokio::time::Instant;
 
 use super::chunk::{ChunkView, MessageView};
 use crate::openai::Usage;
+use crate::result::TokenCountSource;
+use crate::tokenizer::{EncodeError, Tokenizer};
 
 /// Largest number of inter-token gaps reserved up front from `max_tokens`, so that a huge
 /// `max_tokens` does not reserve memory the reply will never use.
@@ -56,6 +58,28 @@ pub struct StreamRecord {
     pub finish_reason: Option<String>,
     /// Whether the stream ended with `[DONE]`.
     pub saw_done: bool,
+}
+
+impl StreamRecord {
+    /// Returns the output token count and its source: `usage.completion_tokens` when the
+    /// server sent usage, else the reasoning and content texts re-encoded with `tokenizer`.
+    /// Never the number of events, because one event may carry several tokens.
+    ///
+    /// Re-encoding a long reply takes milliseconds of CPU, so async callers run this off their
+    /// worker threads when `usage` is `None`.
+    pub fn output_tokens(
+        &self,
+        tokenizer: &Tokenizer,
+    ) -> Result<(u64, TokenCountSource), EncodeError> {
+        if let Some(usage) = self.usage {
+            return Ok((usage.completion_tokens, TokenCountSource::Usage));
+        }
+        let mut text = String::with_capacity(self.reasoning.len() + self.content.len());
+        text.push_str(&self.reasoning);
+        text.push_str(&self.content);
+        let count = tokenizer.count(&text)?;
+        Ok((count as u64, TokenCountSource::Tokenizer))
+    }
 }
 
 /// Accumulates a [`StreamRecord`] from the events of one turn, in arrival order.

@@ -81,7 +81,8 @@ impl ChatClient {
         })
     }
 
-    /// Fails a turn with `IdleTimeout` when no body bytes arrive for `idle_timeout`. The first
+    /// Fails a turn with `IdleTimeout` when nothing arrives for `idle_timeout`: no response
+    /// headers after the request was sent, or no body bytes after the previous ones. The first
     /// wait includes the server's prefill on engines that send nothing before the first token
     /// (vLLM sends its role chunk together with it), so keep it above the slowest expected TTFT.
     pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
@@ -120,12 +121,33 @@ impl ChatClient {
         let deadline = t0
             .checked_add(self.request_timeout)
             .unwrap_or_else(|| t0 + EFFECTIVELY_NO_TIMEOUT);
-        let response = match timeout_at(deadline, self.http.execute(http_request)).await {
+        let headers_deadline = self
+            .idle_timeout
+            .and_then(|idle| t0.checked_add(idle))
+            .filter(|idle_deadline| *idle_deadline < deadline);
+        let response = match timeout_at(
+            headers_deadline.unwrap_or(deadline),
+            self.http.execute(http_request),
+        )
+        .await
+        {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
                 return Err(TurnFailure {
                     class: ErrorClass::Connect,
                     message: describe_error(error),
+                    status: None,
+                    elapsed: t0.elapsed(),
+                });
+            }
+            Err(_) if headers_deadline.is_some() => {
+                return Err(TurnFailure {
+                    class: ErrorClass::IdleTimeout,
+                    message: format!(
+                        "timed out after {:?} (the idle timeout) waiting for the response \
+                         headers",
+                        self.idle_timeout.unwrap_or_default()
+                    ),
                     status: None,
                     elapsed: t0.elapsed(),
                 });
@@ -169,24 +191,39 @@ impl ChatClient {
     }
 }
 
+/// Bytes reserved for the JSON around the message texts when sizing a request body.
+const REQUEST_FRAMING_BYTES: usize = 512;
+/// Bytes reserved per message for its role and JSON punctuation.
+const MESSAGE_FRAMING_BYTES: usize = 64;
+
 /// Serializes the request with `stream` and `stream_options.include_usage` forced on.
+///
+/// The body is the one copy of the context that a request in flight holds, so its buffer is
+/// sized up front instead of doubling as it grows, which would leave up to half of it unused.
 fn encode_request(request: &ChatCompletionRequest) -> Vec<u8> {
     let include_usage = request
         .stream_options
         .is_some_and(|options| options.include_usage);
+    let text_bytes: usize = request
+        .messages
+        .iter()
+        .map(|message| message.content.len() + MESSAGE_FRAMING_BYTES)
+        .sum();
+    let mut body = Vec::with_capacity(text_bytes + REQUEST_FRAMING_BYTES);
     let encoded = if request.stream && include_usage {
-        serde_json::to_vec(request)
+        serde_json::to_writer(&mut body, request)
     } else {
         let mut streamed = request.clone();
         streamed.stream = true;
         streamed.stream_options = Some(StreamOptions {
             include_usage: true,
         });
-        serde_json::to_vec(&streamed)
+        serde_json::to_writer(&mut body, &streamed)
     };
     // serde_json fails only on non-string map keys or a failing custom `Serialize`, and the
     // request type has neither.
-    encoded.expect("a ChatCompletionRequest always serializes to JSON")
+    encoded.expect("a ChatCompletionRequest always serializes to JSON");
+    body
 }
 
 /// The way the body of a 200 reply is read, chosen by its `Content-Type`.

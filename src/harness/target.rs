@@ -184,6 +184,11 @@ pub fn build_run_config(
         max_turns: workload.max_turns,
         ignore_eos: workload.ignore_eos,
         request_timeout: workload.request_timeout_s,
+        idle_timeout: None,
+        max_consecutive_failures: None,
+        // Repetitions keep their records in memory; a journal file would only collide.
+        journal: None,
+        interrupt_grace: 5.0,
         metrics_endpoint: target.metrics_url.as_ref().map(Url::to_string),
         metrics_interval: workload.metrics_interval_s,
         backend: target.backend.clone(),

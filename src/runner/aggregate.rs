@@ -11,7 +11,7 @@ use crate::result::{
     MockSettingsRecord, RunConfigRecord, RunResult, SCHEMA_VERSION, Summary, TimelineEvent,
     TurnRecord, UserAggregate, UserResult,
 };
-use crate::stats::LatencyHistogram;
+use crate::stats::{LatencyHistogram, LatencyStats};
 
 use super::user::{CONTEXT_OVERFLOW, UserOutcome};
 
@@ -21,12 +21,12 @@ pub(super) fn build_result(
     duration: Duration,
     metrics_url: Option<&Url>,
     outcomes: Vec<UserOutcome>,
+    itl: &LatencyHistogram,
     poll_report: PollReport,
 ) -> RunResult {
     let mut ttft = LatencyHistogram::new();
     let mut first_content = LatencyHistogram::new();
     let mut tpot = LatencyHistogram::new();
-    let mut itl = LatencyHistogram::new();
     let mut e2e = LatencyHistogram::new();
     let mut timeline = Vec::new();
     let mut users = Vec::with_capacity(outcomes.len());
@@ -40,13 +40,13 @@ pub(super) fn build_result(
     let mut server_cached_tokens = None::<u64>;
 
     for outcome in outcomes {
-        ttft.add(&outcome.ttft);
-        first_content.add(&outcome.time_to_first_content);
-        tpot.add(&outcome.tpot);
-        itl.add(&outcome.itl);
-        e2e.add(&outcome.e2e);
+        record_all(&mut ttft, &outcome.ttft);
+        record_all(&mut first_content, &outcome.time_to_first_content);
+        record_all(&mut tpot, &outcome.tpot);
+        record_all(&mut e2e, &outcome.e2e);
         timeline.extend(user_timeline(&outcome));
 
+        summary.aborted_turns += outcome.aborted_turns;
         for turn in &outcome.turns {
             summary.total_turns += 1;
             if turn.success {
@@ -112,11 +112,23 @@ pub(super) fn build_result(
     }
 }
 
+fn record_all(histogram: &mut LatencyHistogram, samples: &[Duration]) {
+    for sample in samples {
+        histogram.record(*sample);
+    }
+}
+
+fn summary_of(samples: &[Duration]) -> Option<LatencyStats> {
+    let mut histogram = LatencyHistogram::new();
+    record_all(&mut histogram, samples);
+    histogram.summary()
+}
+
 fn user_result(outcome: UserOutcome) -> UserResult {
     let mut aggregate = UserAggregate {
-        ttft: outcome.ttft.summary(),
-        tpot: outcome.tpot.summary(),
-        e2e_latency: outcome.e2e.summary(),
+        ttft: summary_of(&outcome.ttft),
+        tpot: summary_of(&outcome.tpot),
+        e2e_latency: summary_of(&outcome.e2e),
         stop_reason: outcome.stop_reason.as_str().to_owned(),
         ..UserAggregate::default()
     };
@@ -242,6 +254,8 @@ fn config_record(config: &RunConfig, metrics_url: Option<&Url>) -> RunConfigReco
         max_turns: config.max_turns,
         ignore_eos: config.ignore_eos,
         request_timeout_s: config.request_timeout.as_secs_f64(),
+        idle_timeout_s: config.idle_timeout.map(|timeout| timeout.as_secs_f64()),
+        max_consecutive_failures: config.max_consecutive_failures,
         metrics_endpoint: metrics_url.map(Url::to_string),
         metrics_interval_s: config.metrics_interval.as_secs_f64(),
         backend: config.backend.to_string(),

@@ -5,10 +5,11 @@
 //! the verbose log consume them, so adding an output never touches this loop.
 
 mod aggregate;
+mod stop;
 mod user;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -19,13 +20,16 @@ use url::Url;
 use crate::client::{self, ChatClient, ClientError};
 use crate::config::{RunConfig, SystemPrefixSource, Target};
 use crate::content::{ContentError, ContentGenerator};
+use crate::journal::{JournalError, TurnJournal};
 use crate::mock::{MockConfig, MockError, MockServer};
 use crate::preflight::{self, PreflightError};
 use crate::prom::{MetricsPoller, PollReport, PollerStartError};
 use crate::result::RunResult;
+use crate::stats::LatencyHistogram;
 use crate::tokenizer::{EncodeError, Tokenizer};
 use crate::workload::WorkloadError;
 
+pub use stop::StopHandle;
 pub use user::{CONTEXT_OVERFLOW, StopReason, UserOutcome};
 
 /// Progress of a run, in the order it happens. Times are seconds since the run start.
@@ -84,6 +88,8 @@ pub enum RunError {
     Preflight(#[from] PreflightError),
     #[error("failed to start polling the metrics endpoint")]
     Poller(#[from] PollerStartError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// Runs the benchmark described by `config` and returns its result. Failed turns are
@@ -92,6 +98,21 @@ pub async fn run(
     config: RunConfig,
     events: Option<UnboundedSender<RunEvent>>,
 ) -> Result<RunResult, RunError> {
+    run_with_stop(config, events, StopHandle::new()).await
+}
+
+/// Runs the benchmark like [`run`], and stops it when `stop` is triggered: no new turn starts,
+/// turns in flight get `config.interrupt_grace` to finish and are then aborted. The result of
+/// a stopped run has every finished turn and `summary.interrupted` set.
+pub async fn run_with_stop(
+    config: RunConfig,
+    events: Option<UnboundedSender<RunEvent>>,
+    stop: StopHandle,
+) -> Result<RunResult, RunError> {
+    let journal = match &config.journal {
+        Some(path) => Some(Arc::new(TurnJournal::create(path)?)),
+        None => None,
+    };
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -134,12 +155,16 @@ pub async fn run(
             .expect("a validated endpoint has a base URL");
         preflight::check(&http, &models_url, config.api_key.as_deref(), &config.model).await?;
     }
-    let chat = Arc::new(ChatClient::new(
+    let mut chat = ChatClient::new(
         http.clone(),
         chat_url.clone(),
         config.api_key.clone(),
         config.request_timeout,
-    )?);
+    )?;
+    if let Some(idle_timeout) = config.idle_timeout {
+        chat = chat.with_idle_timeout(idle_timeout);
+    }
+    let chat = Arc::new(chat);
 
     let tokenizer = config.tokenizer.clone();
     let generator = Arc::new(
@@ -185,9 +210,24 @@ pub async fn run(
         seed: config.seed,
         run_start,
         events,
+        journal: journal.clone(),
+        max_consecutive_failures: config.max_consecutive_failures,
+        stop: stop.clone(),
+        cpu_slots: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+        ),
+        itl: std::sync::Mutex::new(LatencyHistogram::new()),
     });
-    let outcomes = run_users(&config, settings).await?;
+    let grace_timer = tokio::spawn(abort_after_grace(stop.clone(), config.interrupt_grace));
+    let outcomes = run_users(&config, settings.clone()).await;
+    grace_timer.abort();
+    let outcomes = outcomes?;
+    let itl = match settings.itl.lock() {
+        Ok(histogram) => histogram.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
     let duration = run_start.elapsed();
+    let interrupted = stop.is_stopped();
 
     let poll_report = match poller {
         Some(poller) => poller.stop().await,
@@ -196,16 +236,47 @@ pub async fn run(
     if let Some(server) = mock {
         server.shutdown().await;
     }
-    tracing::info!(duration_s = duration.as_secs_f64(), "run finished");
+    if let Some(journal) = &journal
+        && journal.failed_writes() > 0
+    {
+        tracing::warn!(
+            path = %journal.path().display(),
+            failed_writes = journal.failed_writes(),
+            "some turns are missing from the turn journal"
+        );
+    }
+    tracing::info!(
+        duration_s = duration.as_secs_f64(),
+        interrupted,
+        "run finished"
+    );
 
-    Ok(aggregate::build_result(
+    let mut result = aggregate::build_result(
         &config,
         started_at,
         duration,
         metrics_url.as_ref(),
         outcomes,
+        &itl,
         poll_report,
-    ))
+    );
+    result.summary.interrupted = interrupted;
+    Ok(result)
+}
+
+/// Aborts the turns still in flight once `grace` has passed after a stop.
+async fn abort_after_grace(stop: StopHandle, grace: Duration) {
+    stop.stopped().await;
+    tokio::select! {
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(
+                grace_s = grace.as_secs_f64(),
+                "turns still in flight after the grace period are aborted"
+            );
+            stop.abort();
+        }
+        () = stop.aborted() => {}
+    }
 }
 
 async fn run_users(
@@ -217,7 +288,10 @@ async fn run_users(
     for (user_id, offset) in offsets.into_iter().enumerate() {
         let settings = settings.clone();
         users.spawn(async move {
-            tokio::time::sleep_until((settings.run_start + offset).into()).await;
+            tokio::select! {
+                () = tokio::time::sleep_until((settings.run_start + offset).into()) => {}
+                () = settings.stop.stopped() => {}
+            }
             user::run_user(user_id, settings).await
         });
     }

@@ -7,12 +7,13 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::client::{ChatClient, StreamRecord, TurnFailure};
 use crate::content::ContentGenerator;
+use crate::journal::TurnJournal;
 use crate::openai::{ChatCompletionRequest, StreamOptions};
 use crate::result::{TokenCountSource, TurnError, TurnRecord};
 use crate::stats::LatencyHistogram;
 use crate::workload::{Conversation, ConversationShape, PlannedTurn, TurnPlan, WorkloadError};
 
-use super::RunEvent;
+use super::{RunEvent, StopHandle};
 
 /// The `TurnError::class` of a turn that was not sent because its context did not fit.
 pub const CONTEXT_OVERFLOW: &str = "context_overflow";
@@ -29,6 +30,19 @@ pub(super) struct UserSettings {
     pub seed: u64,
     pub run_start: Instant,
     pub events: Option<UnboundedSender<RunEvent>>,
+    /// The journal that every finished turn is appended to, if any.
+    pub journal: Option<Arc<TurnJournal>>,
+    /// Failed turns in a row after which a user stops; `None` never stops it.
+    pub max_consecutive_failures: Option<usize>,
+    pub stop: StopHandle,
+    /// Permits for CPU-bound work (content generation, tokenizing), one per core. Without them
+    /// a burst of users would start a blocking thread each, up to tokio's 512, whose stacks
+    /// and allocator arenas cost memory and whose contention delays the timestamps of streams.
+    pub cpu_slots: tokio::sync::Semaphore,
+    /// Inter-token latencies of all users. One shared histogram, because a histogram per user
+    /// costs about 90 KiB (3 significant digits up to seconds in microseconds), and per-user
+    /// ITL statistics are not reported.
+    pub itl: std::sync::Mutex<LatencyHistogram>,
 }
 
 /// Why a user stopped sending turns.
@@ -36,6 +50,10 @@ pub(super) struct UserSettings {
 pub enum StopReason {
     MaxTurns,
     ContextOverflow,
+    /// `--max-consecutive-failures` turns failed in a row.
+    ConsecutiveFailures,
+    /// The run was stopped (Ctrl-C, SIGTERM) before the user finished its turns.
+    Interrupted,
 }
 
 impl StopReason {
@@ -43,11 +61,15 @@ impl StopReason {
         match self {
             StopReason::MaxTurns => "max_turns",
             StopReason::ContextOverflow => CONTEXT_OVERFLOW,
+            StopReason::ConsecutiveFailures => "consecutive_failures",
+            StopReason::Interrupted => "interrupted",
         }
     }
 }
 
-/// What one user measured.
+/// What one user measured. Latencies are kept as one sample per turn rather than as
+/// histograms, so that a user costs memory in proportion to its turns: 1000 users with five
+/// histograms each would hold about 450 MiB.
 #[derive(Debug)]
 pub struct UserOutcome {
     pub user_id: usize,
@@ -55,46 +77,46 @@ pub struct UserOutcome {
     pub stop_reason: StopReason,
     pub started_s: f64,
     pub stopped_s: f64,
-    pub ttft: LatencyHistogram,
-    pub time_to_first_content: LatencyHistogram,
-    pub tpot: LatencyHistogram,
-    pub itl: LatencyHistogram,
-    pub e2e: LatencyHistogram,
+    pub ttft: Vec<Duration>,
+    pub time_to_first_content: Vec<Duration>,
+    pub tpot: Vec<Duration>,
+    pub e2e: Vec<Duration>,
+    /// Turns that were in flight when the run was aborted; they have no record.
+    pub aborted_turns: u64,
 }
 
 pub(super) async fn run_user(
     user_id: usize,
     settings: Arc<UserSettings>,
 ) -> Result<UserOutcome, WorkloadError> {
+    if settings.stop.is_stopped() {
+        return Ok(UserOutcome::not_started(user_id, &settings));
+    }
     let seed = user_seed(settings.seed, user_id);
     let shape = settings.shape;
     let generator = settings.generator.clone();
     let system_prefix = settings.system_prefix.clone();
-    let mut conversation =
-        blocking(move || Conversation::new(shape, system_prefix, generator, seed)).await?;
+    let mut conversation = blocking(&settings.cpu_slots, move || {
+        Conversation::new(shape, system_prefix, generator, seed)
+    })
+    .await?;
 
     let started_s = settings.run_start.elapsed().as_secs_f64();
     settings.emit(RunEvent::UserStarted {
         user_id,
         t_s: started_s,
     });
-    let mut outcome = UserOutcome {
-        user_id,
-        turns: Vec::with_capacity(settings.max_turns),
-        stop_reason: StopReason::MaxTurns,
-        started_s,
-        stopped_s: started_s,
-        ttft: LatencyHistogram::new(),
-        time_to_first_content: LatencyHistogram::new(),
-        tpot: LatencyHistogram::new(),
-        itl: LatencyHistogram::new(),
-        e2e: LatencyHistogram::new(),
-    };
+    let mut outcome = UserOutcome::new(user_id, started_s, settings.max_turns);
+    let mut consecutive_failures = 0;
 
     for turn_id in 1..=settings.max_turns {
+        if settings.stop.is_stopped() {
+            outcome.stop_reason = StopReason::Interrupted;
+            break;
+        }
         // Tokenizing a long context takes milliseconds of CPU; it runs off the async workers
         // so that it never delays the timestamps of other users' streams.
-        let (returned, plan) = blocking(move || {
+        let (returned, plan) = blocking(&settings.cpu_slots, move || {
             let plan = conversation.plan_turn();
             (conversation, plan)
         })
@@ -123,11 +145,7 @@ pub(super) async fn run_user(
                     t_s,
                     request_tokens: request_tokens as u64,
                 });
-                settings.emit(RunEvent::TurnFinished {
-                    user_id,
-                    record: Box::new(record.clone()),
-                });
-                outcome.turns.push(record);
+                settings.finish_turn(&mut outcome, record);
                 outcome.stop_reason = StopReason::ContextOverflow;
                 break;
             }
@@ -141,6 +159,10 @@ pub(super) async fn run_user(
             });
         }
 
+        if settings.stop.is_stopped() {
+            outcome.stop_reason = StopReason::Interrupted;
+            break;
+        }
         let request = settings.request(&turn);
         let start_s = settings.run_start.elapsed().as_secs_f64();
         settings.emit(RunEvent::TurnStarted {
@@ -149,26 +171,53 @@ pub(super) async fn run_user(
             t_s: start_s,
             input_tokens: turn.prompt_tokens as u64,
         });
-        let result = settings.chat.stream_chat(&request).await;
+        let result = tokio::select! {
+            biased;
+            () = settings.stop.aborted() => None,
+            result = settings.chat.stream_chat(&request) => Some(result),
+        };
+        let Some(result) = result else {
+            tracing::debug!(user_id, turn_id, "aborted the turn in flight");
+            outcome.aborted_turns += 1;
+            outcome.stop_reason = StopReason::Interrupted;
+            break;
+        };
 
         let record = match result {
             Ok(stream) => {
-                let (output_tokens, source) =
-                    count_output_tokens(&stream, &settings.generator).await;
+                let (output_tokens, source) = count_output_tokens(&stream, &settings).await;
                 let record =
                     success_record(turn_id, start_s, &turn, &stream, output_tokens, source);
                 outcome.record_latencies(&stream, record.tpot_ms);
+                record_itl(&settings.itl, &stream);
                 conversation.commit_turn(turn, stream.content);
                 record
             }
             Err(failure) => failure_record(turn_id, start_s, &turn, failure),
         };
+        // A failed turn's input is not added to the history, so the next turn resends the
+        // same context plus a new input.
+        consecutive_failures = if record.success {
+            0
+        } else {
+            consecutive_failures + 1
+        };
         outcome.stopped_s = settings.run_start.elapsed().as_secs_f64();
-        settings.emit(RunEvent::TurnFinished {
-            user_id,
-            record: Box::new(record.clone()),
-        });
-        outcome.turns.push(record);
+        settings.finish_turn(&mut outcome, record);
+        if settings
+            .max_consecutive_failures
+            .is_some_and(|limit| consecutive_failures >= limit)
+        {
+            tracing::warn!(
+                user_id,
+                turn_id,
+                consecutive_failures,
+                "the user stops after {consecutive_failures} failed turns in a row \
+                 (--max-consecutive-failures)"
+            );
+            outcome.stop_reason = StopReason::ConsecutiveFailures;
+            break;
+        }
     }
 
     outcome.stopped_s = settings.run_start.elapsed().as_secs_f64();
@@ -181,6 +230,18 @@ pub(super) async fn run_user(
 }
 
 impl UserSettings {
+    /// Records a finished turn: appends it to the journal, reports it and keeps it.
+    fn finish_turn(&self, outcome: &mut UserOutcome, record: TurnRecord) {
+        if let Some(journal) = &self.journal {
+            journal.append(outcome.user_id, &record);
+        }
+        self.emit(RunEvent::TurnFinished {
+            user_id: outcome.user_id,
+            record: Box::new(record.clone()),
+        });
+        outcome.turns.push(record);
+    }
+
     fn emit(&self, event: RunEvent) {
         if let Some(events) = &self.events {
             // The receiver going away (a reporter that stopped early) must not stop the run.
@@ -204,22 +265,52 @@ impl UserSettings {
 }
 
 impl UserOutcome {
+    fn new(user_id: usize, started_s: f64, max_turns: usize) -> Self {
+        Self {
+            user_id,
+            turns: Vec::with_capacity(max_turns),
+            stop_reason: StopReason::MaxTurns,
+            started_s,
+            stopped_s: started_s,
+            ttft: Vec::with_capacity(max_turns),
+            time_to_first_content: Vec::new(),
+            tpot: Vec::with_capacity(max_turns),
+            e2e: Vec::with_capacity(max_turns),
+            aborted_turns: 0,
+        }
+    }
+
+    /// Returns the outcome of a user whose arrival came after the run was stopped.
+    pub(super) fn not_started(user_id: usize, settings: &UserSettings) -> Self {
+        let now_s = settings.run_start.elapsed().as_secs_f64();
+        let mut outcome = Self::new(user_id, now_s, 0);
+        outcome.stop_reason = StopReason::Interrupted;
+        outcome
+    }
+
     fn record_latencies(&mut self, stream: &StreamRecord, tpot_ms: Option<f64>) {
-        if let Some(ttft) = stream.ttft {
-            self.ttft.record(ttft);
-        }
-        if let Some(first_content) = stream.time_to_first_content {
-            self.time_to_first_content.record(first_content);
-        }
-        if let Some(e2e) = stream.e2e {
-            self.e2e.record(e2e);
-        }
+        self.ttft.extend(stream.ttft);
+        self.time_to_first_content
+            .extend(stream.time_to_first_content);
+        self.e2e.extend(stream.e2e);
         if let Some(tpot_ms) = tpot_ms {
-            self.tpot.record(Duration::from_secs_f64(tpot_ms / 1000.0));
+            self.tpot.push(Duration::from_secs_f64(tpot_ms / 1000.0));
         }
-        for gap in &stream.itl {
-            self.itl.record(*gap);
-        }
+    }
+}
+
+/// Records a turn's inter-token latencies into the run's histogram, under its lock once per
+/// turn.
+fn record_itl(itl: &std::sync::Mutex<LatencyHistogram>, stream: &StreamRecord) {
+    if stream.itl.is_empty() {
+        return;
+    }
+    let mut histogram = match itl.lock() {
+        Ok(histogram) => histogram,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    for gap in &stream.itl {
+        histogram.record(*gap);
     }
 }
 
@@ -228,7 +319,15 @@ fn user_seed(run_seed: u64, user_id: usize) -> u64 {
     run_seed ^ (user_id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+/// Runs CPU-bound `work` on the blocking pool once one of `cpu_slots` is free.
+async fn blocking<T: Send + 'static>(
+    cpu_slots: &tokio::sync::Semaphore,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let _permit = cpu_slots
+        .acquire()
+        .await
+        .expect("the CPU semaphore is never closed");
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(err) => std::panic::resume_unwind(err.into_panic()),
@@ -238,15 +337,19 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 /// Takes the output-token count from `usage`, else re-encodes the output text.
 async fn count_output_tokens(
     stream: &StreamRecord,
-    generator: &Arc<ContentGenerator>,
+    settings: &UserSettings,
 ) -> (Option<u64>, Option<TokenCountSource>) {
     if let Some(usage) = stream.usage {
         return (Some(usage.completion_tokens), Some(TokenCountSource::Usage));
     }
-    let text = format!("{}{}", stream.reasoning, stream.content);
-    let generator = generator.clone();
-    match blocking(move || generator.tokenizer().count(&text)).await {
-        Ok(count) => (Some(count as u64), Some(TokenCountSource::Tokenizer)),
+    let stream = stream.clone();
+    let generator = settings.generator.clone();
+    match blocking(&settings.cpu_slots, move || {
+        stream.output_tokens(generator.tokenizer())
+    })
+    .await
+    {
+        Ok((count, source)) => (Some(count), Some(source)),
         Err(err) => {
             tracing::warn!(error = %err, "failed to count output tokens");
             (None, None)

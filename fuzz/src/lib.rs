@@ -1,0 +1,3 @@
+//! The fuzz targets' checks, as a library so that each target uses only its own.
+
+pub mod checks;
