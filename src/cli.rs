@@ -187,6 +187,13 @@ pub async fn run(cli: Cli, display: ProgressOutput) -> u8 {
         );
     }
     let output = config.output.clone();
+    if let Err(err) = check_writable(&output) {
+        eprintln!(
+            "error: cannot write the result JSON to {}: {err}; pass a writable --output path",
+            output.display()
+        );
+        return exit_code::CONFIG_ERROR;
+    }
     let journal_path = config
         .journal
         .get_or_insert_with(|| journal::default_journal_path(&output))
@@ -205,17 +212,27 @@ pub async fn run(cli: Cli, display: ProgressOutput) -> u8 {
         Err(err) => return fail(&err, exit_code::CONFIG_ERROR),
     };
 
-    println!("{}", report::render_summary(&result));
+    // The result goes to disk before anything is printed, so a closed terminal or pipe
+    // cannot lose it.
     if let Err(err) = result.write_json(&output) {
         eprintln!(
-            "error: failed to write the result JSON to {}: {err}",
-            output.display()
+            "error: failed to write the result JSON to {}: {err}; the finished turns are in {}",
+            output.display(),
+            journal_path.display()
         );
         return exit_code::CONFIG_ERROR;
     }
-    println!("Results written to {}", output.display());
     if let Err(err) = history::append_history(&result, &output) {
         return fail(&err, exit_code::CONFIG_ERROR);
+    }
+    let printed = format!(
+        "{}\nResults written to {}\n",
+        report::render_summary(&result),
+        output.display()
+    );
+    let print_code = print_to_stdout(&printed);
+    if print_code != exit_code::SUCCESS {
+        return print_code;
     }
 
     if result.summary.interrupted {
@@ -228,8 +245,15 @@ pub async fn run(cli: Cli, display: ProgressOutput) -> u8 {
         return exit_code::INTERRUPTED;
     }
     if result.summary.successful_turns == 0 {
+        let first_error = result
+            .users
+            .iter()
+            .flat_map(|user| &user.turns)
+            .find_map(|turn| turn.error.as_ref())
+            .map(|error| error.message.as_str())
+            .unwrap_or("none recorded");
         eprintln!(
-            "error: every turn failed ({}); see the errors in {}",
+            "error: every turn failed ({}); first error: {first_error}; all errors are in {}",
             describe_errors(&result.summary.errors_by_class),
             output.display()
         );
@@ -316,4 +340,26 @@ fn fail(err: &dyn std::error::Error, code: u8) -> u8 {
     }
     eprintln!("error: {message}");
     code
+}
+
+/// Checks before the run that the result JSON can be written: creates the parent directories
+/// and creates and removes the temporary file that `RunResult::write_json` renames into place.
+fn check_writable(output: &std::path::Path) -> std::io::Result<()> {
+    if let Some(parent) = output
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    if output.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "it is a directory",
+        ));
+    }
+    let mut probe = output.as_os_str().to_owned();
+    probe.push(".tmp");
+    let probe = PathBuf::from(probe);
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
 }

@@ -151,13 +151,14 @@ pub struct BenchArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 
-    /// TTFT of the embedded mock server in ms (only with --endpoint mock)
-    #[arg(long, default_value_t = 500.0, allow_negative_numbers = true)]
-    pub mock_ttft: f64,
+    /// TTFT of the embedded mock server in ms (only with --endpoint mock) [default: 500]
+    #[arg(long, allow_negative_numbers = true)]
+    pub mock_ttft: Option<f64>,
 
     /// Time per output token of the embedded mock server in ms (only with --endpoint mock)
-    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
-    pub mock_tpot: f64,
+    /// [default: 10]
+    #[arg(long, allow_negative_numbers = true)]
+    pub mock_tpot: Option<f64>,
 }
 
 /// Where the traffic goes.
@@ -279,10 +280,19 @@ impl BenchArgs {
         let is_mock = self.endpoint == MOCK_ENDPOINT;
         let target = if is_mock {
             Target::Mock {
-                ttft: non_negative_ms("mock-ttft", self.mock_ttft)?,
-                tpot: non_negative_ms("mock-tpot", self.mock_tpot)?,
+                ttft: non_negative_ms("mock-ttft", self.mock_ttft.unwrap_or(500.0))?,
+                tpot: non_negative_ms("mock-tpot", self.mock_tpot.unwrap_or(10.0))?,
             }
         } else {
+            let mock_options = [("mock-ttft", self.mock_ttft), ("mock-tpot", self.mock_tpot)];
+            if let Some((option, Some(value))) = mock_options.into_iter().find(|(_, v)| v.is_some())
+            {
+                return Err(invalid(
+                    option,
+                    value,
+                    "it sets the embedded mock server, so it needs --endpoint mock",
+                ));
+            }
             let chat_url = client::chat_completions_url(&self.endpoint).map_err(|err| {
                 invalid(
                     "endpoint",
@@ -359,7 +369,9 @@ impl BenchArgs {
                 insecure: self.insecure,
             },
             preflight: !self.no_preflight,
-            seed: self.seed.unwrap_or_else(rand::random),
+            // A random seed keeps to 53 bits so that it survives JSON tools (jq, JavaScript)
+            // that read numbers as doubles, and can be passed back to --seed.
+            seed: self.seed.unwrap_or_else(|| rand::random::<u64>() >> 11),
             output: self.output,
             verbose: self.verbose,
         })

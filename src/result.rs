@@ -188,7 +188,8 @@ pub struct TurnError {
     /// `context_overflow` for a turn that was not sent, else the client's failure class.
     pub class: String,
     pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// HTTP status, `null` when the failure happened before or outside an HTTP response.
+    #[serde(default)]
     pub status: Option<u16>,
 }
 

@@ -200,8 +200,8 @@ pub fn build_run_config(
         // The mock is ours; a real target is checked once per repetition.
         no_preflight: is_mock,
         seed: Some(workload.seed),
-        mock_ttft: 0.0,
-        mock_tpot: 0.0,
+        mock_ttft: None,
+        mock_tpot: None,
     };
     let mut config = args.validate()?;
     config.target = Target::Remote {

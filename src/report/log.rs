@@ -59,7 +59,8 @@ pub fn log_event(event: &RunEvent, verbose: bool) {
                     user_id,
                     turn_id,
                     request_tokens,
-                    "context overflow: even a compacted request reaches --max-context-tokens; the user stops"
+                    "context overflow: the request reaches --max-context-tokens and compaction cannot \
+                     shrink it below; the user stops"
                 );
             }
             RunEvent::UserStopped {

@@ -466,14 +466,25 @@ fn overflow_record(
         user_prefix_tokens,
     };
     let mut record = empty_record(turn_id, t_s, prompt_tokens as u64, &placeholder);
+    let limit = shape.max_context_tokens;
+    let message = if request_tokens == compacted_request_tokens {
+        // Nothing to compact: the request already is system prefix, user prefix and input.
+        format!(
+            "the request without history needs {request_tokens} tokens (prompt + max_tokens), \
+             which reaches --max-context-tokens {limit}; raise --max-context-tokens or lower \
+             --system-prefix-tokens, --user-prefix-tokens, --input-tokens-per-turn or \
+             --output-tokens-per-turn"
+        )
+    } else {
+        format!(
+            "request of {request_tokens} tokens (prompt + max_tokens) reaches --max-context-tokens \
+             {limit}, and compaction would still need {compacted_request_tokens}; raise \
+             --max-context-tokens or lower the prefix, input or output sizes"
+        )
+    };
     record.error = Some(TurnError {
         class: CONTEXT_OVERFLOW.to_owned(),
-        message: format!(
-            "request of {request_tokens} tokens (prompt + max_tokens) reaches --max-context-tokens {}, \
-             and compaction would still need {compacted_request_tokens}; raise --max-context-tokens \
-             or lower the prefix, input or output sizes",
-            shape.max_context_tokens
-        ),
+        message,
         status: None,
     });
     record
