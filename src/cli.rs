@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::BenchArgs;
+use crate::error_chain::error_chain;
 use crate::exit_code;
 use crate::history;
 use crate::journal;
@@ -331,14 +332,7 @@ fn describe_errors(errors: &std::collections::BTreeMap<String, u64>) -> String {
 
 /// Prints `error: <message>: <cause>: ...` on one line and returns `code`.
 fn fail(err: &dyn std::error::Error, code: u8) -> u8 {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    eprintln!("error: {message}");
+    eprintln!("error: {}", error_chain(err));
     code
 }
 
