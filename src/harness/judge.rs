@@ -13,7 +13,7 @@ use crate::gate::{self, MetricVerdict, RepetitionSummary, Verdict};
 use super::baseline::{
     BASELINE_SCHEMA_VERSION, Baseline, BaselineError, RecordedRepetition, file_name,
 };
-use super::env::HarnessEnv;
+use super::env::{HarnessEnv, MockKnobs, TargetSpec};
 use super::execute::ScenarioRun;
 use super::report::describe_verdict;
 
@@ -123,6 +123,17 @@ pub fn judge(name: &str, run: ScenarioRun, env: &HarnessEnv, duration_s: f64) ->
             report.failure = Some(format!(
                 "{name}: not blessed, because {failed_requests} requests failed; a baseline must \
                  come from a clean run (see the errors in the result JSON)"
+            ));
+            return report;
+        }
+        if let TargetSpec::Mock(knobs) = &env.target
+            && *knobs != MockKnobs::default()
+        {
+            // A baseline recorded from a deliberately slowed or cache-less mock would hide
+            // the very regression the knobs simulate in every later run.
+            report.failure = Some(format!(
+                "{name}: not blessed, because a CLAWPERF_MOCK_* variable changes the mock \
+                 ({knobs:?}); unset it and bless again"
             ));
             return report;
         }
@@ -388,6 +399,20 @@ mod tests {
         let report = judge(NAME, run(20.0, 100, 1), &env(dir.path(), true, false), 1.0);
         assert!(!report.passed);
         assert!(report.failure.unwrap().contains("not blessed"));
+        assert!(!baseline_file(dir.path()).exists());
+    }
+
+    #[test]
+    fn changed_mock_is_never_blessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = env(dir.path(), true, false);
+        env.target = TargetSpec::Mock(MockKnobs {
+            ttft_scale: 1.3,
+            ..MockKnobs::default()
+        });
+        let report = judge(NAME, run(20.0, 100, 0), &env, 1.0);
+        assert!(!report.passed);
+        assert!(report.failure.unwrap().contains("CLAWPERF_MOCK_"));
         assert!(!baseline_file(dir.path()).exists());
     }
 

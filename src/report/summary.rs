@@ -60,6 +60,13 @@ fn write_totals(out: &mut String, summary: &Summary) {
     for (label, value) in rows {
         let _ = writeln!(out, "{label:<22}{value}");
     }
+    if summary.interrupted {
+        let _ = writeln!(
+            out,
+            "{:<22}yes; {} turns in flight were aborted without a record",
+            "Interrupted", summary.aborted_turns
+        );
+    }
     for (class, count) in &summary.errors_by_class {
         // A long class name still gets a space before its count.
         let _ = writeln!(out, "{:<21} {count}", format!("Failed: {class}"));

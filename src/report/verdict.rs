@@ -14,9 +14,16 @@ pub fn findings(result: &RunResult) -> Vec<String> {
     let summary = &result.summary;
     let mut findings = Vec::new();
 
+    if summary.interrupted {
+        findings.push(format!(
+            "The run was interrupted: it holds only the {} turns that finished, and {} turns in \
+             flight were aborted without a record.",
+            summary.total_turns, summary.aborted_turns
+        ));
+    }
     if summary.failed_turns == 0 {
         findings.push(format!(
-            "All {} turns of {} users succeeded.",
+            "All {} finished turns of {} users succeeded.",
             summary.total_turns, summary.total_users
         ));
     } else {
