@@ -161,7 +161,7 @@ pub struct BenchArgs {
     pub mock_tpot: Option<f64>,
 }
 
-/// Where the traffic goes.
+/// Destination of the run's traffic.
 #[derive(Debug, Clone)]
 pub enum Target {
     /// The embedded mock server, started for the run.
@@ -170,7 +170,7 @@ pub enum Target {
     Remote { chat_url: Url },
 }
 
-/// Where the system prefix comes from.
+/// Source of the shared system prefix.
 #[derive(Debug, Clone)]
 pub enum SystemPrefixSource {
     Random,

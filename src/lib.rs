@@ -1,8 +1,9 @@
 //! clawperf measures LLM serving stacks under multi-turn agent traffic.
 //!
-//! The library holds everything; the `clawperf` and `clawperf-mock-server` binaries only parse
-//! arguments and call into it. Nothing here installs a logger, a signal handler or a global
-//! allocator: those belong to the binaries.
+//! The library contains all the logic, and the `clawperf` and `clawperf-mock-server` binaries
+//! only parse arguments and call into it. Nothing here installs a logger or a global allocator.
+//! Signal handlers are installed only by the entry points the binaries call (`cli::run` and
+//! `mock::run`), never by the modules they use.
 
 pub mod cli;
 pub mod client;

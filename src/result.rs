@@ -140,7 +140,7 @@ pub struct UserAggregate {
     pub stop_reason: String,
 }
 
-/// Where an output-token count came from.
+/// Source of an output-token count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenCountSource {

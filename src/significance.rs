@@ -45,7 +45,7 @@ pub struct MannWhitney {
 }
 
 /// Runs the one-sided Mann–Whitney U test of `b` against `a`. Returns `None` when either
-/// sample is empty or holds a non-finite value.
+/// sample is empty or contains a non-finite value.
 pub fn mann_whitney_u(a: &[f64], b: &[f64], alternative: Alternative) -> Option<MannWhitney> {
     if a.is_empty() || b.is_empty() || a.iter().chain(b).any(|value| !value.is_finite()) {
         return None;
@@ -95,7 +95,7 @@ pub fn mann_whitney_u(a: &[f64], b: &[f64], alternative: Alternative) -> Option<
 }
 
 /// Returns the geometric mean of strictly positive values, or `None` when `values` is empty or
-/// holds a value that is not finite and positive.
+/// contains a value that is not finite and positive.
 pub fn geometric_mean(values: &[f64]) -> Option<f64> {
     if values.is_empty()
         || values

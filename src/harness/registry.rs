@@ -10,7 +10,7 @@ use super::scenario::Scenario;
 /// The future an `async` scenario returns, boxed.
 pub type CustomFuture = Pin<Box<dyn Future<Output = Result<Measurements, BoxError>> + Send>>;
 
-/// How a registered scenario produces its measurements.
+/// Form of a registered scenario: a declarative workload or an async function that measures.
 #[derive(Clone, Copy)]
 pub enum ScenarioBody {
     /// A function returning a [`Scenario`].

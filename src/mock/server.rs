@@ -46,7 +46,7 @@ impl MockServer {
         let addr = listener
             .local_addr()
             .map_err(|source| MockError::Bind { addr, source })?;
-        // Without TCP_NODELAY, Nagle's algorithm holds a token's small write until the client
+        // Without TCP_NODELAY, Nagle's algorithm delays a token's small write until the client
         // acknowledges the previous one, and a delayed ACK adds tens of milliseconds to the
         // latency the mock promises.
         let listener = listener.tap_io(|stream| {

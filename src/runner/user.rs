@@ -45,7 +45,7 @@ pub(super) struct UserSettings {
     pub itl: std::sync::Mutex<LatencyHistogram>,
 }
 
-/// Why a user stopped sending turns.
+/// Reason a user stopped sending turns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
     MaxTurns,
@@ -67,7 +67,7 @@ impl StopReason {
     }
 }
 
-/// What one user measured. Latencies are kept as one sample per turn rather than as
+/// Measurements of one user. Latencies are kept as one sample per turn rather than as
 /// histograms, so that a user costs memory in proportion to its turns: 1000 users with five
 /// histograms each would hold about 450 MiB.
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! What a run reports: terminal lines, JUnit XML, the Markdown comparison and the
+//! Reports of a run: terminal lines, JUnit XML, the Markdown comparison and the
 //! per-scenario result JSON, all built from [`ScenarioReport`](super::judge::ScenarioReport)s.
 //!
 //! Under cargo-nextest every scenario runs in its own process, so each process stores its
