@@ -31,6 +31,7 @@ mod options;
 mod response;
 mod scheduler;
 mod server;
+mod timer;
 
 pub use config::{
     DEFAULT_HBM_BLOCKS, DEFAULT_MAX_TOKENS, EngineArgs, FaultArgs, LatencyModelName, MockConfig,
