@@ -6,7 +6,7 @@
 //! written and redraws it after, so the two never interleave.
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -67,6 +67,7 @@ impl ProgressOutput {
             ttft: LatencyHistogram::new(),
             ok: 0,
             failed: 0,
+            message_at: None,
         }
     }
 }
@@ -108,7 +109,13 @@ pub struct RunProgress {
     ttft: LatencyHistogram,
     ok: u64,
     failed: u64,
+    /// When the message was last computed. A thousand users finish turns faster than anyone
+    /// reads, and each message reads percentiles from the histogram.
+    message_at: Option<Instant>,
 }
+
+/// How often the message after the bar is recomputed at most.
+const MESSAGE_INTERVAL: Duration = Duration::from_millis(200);
 
 impl RunProgress {
     /// Updates the display with one event.
@@ -127,7 +134,14 @@ impl RunProgress {
                     self.ttft.record(Duration::from_secs_f64(ttft_ms / 1000.0));
                 }
                 self.bar.inc(1);
-                self.bar.set_message(self.message());
+                if !self.bar.is_hidden()
+                    && self
+                        .message_at
+                        .is_none_or(|at| at.elapsed() >= MESSAGE_INTERVAL)
+                {
+                    self.message_at = Some(Instant::now());
+                    self.bar.set_message(self.message());
+                }
             }
             RunEvent::UserStopped { user_id, .. } => {
                 // A user that stops early (context overflow, interruption) will send no more
