@@ -12,12 +12,13 @@
 //! broken connection, before either is `Truncated` whatever it carried before. Events after
 //! `[DONE]` are ignored.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Client, Response};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, Sleep, timeout_at};
 use url::Url;
 
 use super::chunk::{
@@ -175,6 +176,8 @@ impl ChatClient {
             deadline,
             request_timeout: self.request_timeout,
             idle_timeout: self.idle_timeout,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            timer_deadline: deadline,
         };
         if !status.is_success() {
             return Err(reader.status_failure().await);
@@ -282,6 +285,9 @@ struct BodyReader {
     deadline: Instant,
     request_timeout: Duration,
     idle_timeout: Option<Duration>,
+    /// The timer of the current read, set to `timer_deadline`.
+    timer: Pin<Box<Sleep>>,
+    timer_deadline: Instant,
 }
 
 impl BodyReader {
@@ -294,11 +300,20 @@ impl BodyReader {
             Some(idle_deadline) if idle_deadline < self.deadline => (idle_deadline, true),
             _ => (self.deadline, false),
         };
-        match timeout_at(read_deadline, self.response.chunk()).await {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(error)) => Err(ReadFailure::Connection(error)),
-            Err(_) if idle_is_sooner => Err(ReadFailure::IdleTimeout),
-            Err(_) => Err(ReadFailure::Timeout),
+        // One timer serves every read of the body: moving it only when the deadline changes
+        // keeps a stream of thousands of chunks from registering a timer per chunk.
+        if self.timer_deadline != read_deadline {
+            self.timer.as_mut().reset(read_deadline);
+            self.timer_deadline = read_deadline;
+        }
+        tokio::select! {
+            biased;
+            read = self.response.chunk() => read.map_err(ReadFailure::Connection),
+            () = &mut self.timer => Err(if idle_is_sooner {
+                ReadFailure::IdleTimeout
+            } else {
+                ReadFailure::Timeout
+            }),
         }
     }
 
