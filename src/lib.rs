@@ -19,6 +19,7 @@ pub mod mock;
 pub mod openai;
 pub mod preflight;
 pub mod prom;
+pub mod prompt_counter;
 pub mod report;
 pub mod result;
 pub mod runner;

@@ -4,6 +4,7 @@ mod support;
 
 use clawperf::content::ContentGenerator;
 use clawperf::openai::{ChatMessage, Role};
+use clawperf::prompt_counter::PromptCounter;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -45,4 +46,48 @@ fn qwen3_special_tokens_are_single_ids() {
     let tokenizer = support::qwen3_tokenizer();
     let ids = tokenizer.encode("<|im_start|>user\n").unwrap();
     assert_eq!(ids.len(), 3, "{ids:?}");
+}
+
+/// The incremental prompt count agrees with encoding the whole rendered prompt for a Qwen3
+/// conversation: generated text, whitespace and CJK around the message boundaries, assistant
+/// replies with the Qwen3 template's thinking block, and a rewritten start.
+#[test]
+fn qwen3_incremental_prompt_counts_match_full_encoding() {
+    let tokenizer = support::qwen3_tokenizer();
+    let generator = ContentGenerator::new(tokenizer.clone()).unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut counter = PromptCounter::new(tokenizer.clone());
+    let edges = [
+        "",
+        " ",
+        "\n",
+        "\n\n",
+        "  \n",
+        "你好",
+        "é",
+        "<think>\n\n</think>\n\n",
+    ];
+    let mut messages = vec![ChatMessage::new(
+        Role::System,
+        generator.generate(&mut rng, 300).unwrap(),
+    )];
+    for turn in 0..24 {
+        if turn == 12 {
+            // A compaction keeps the system message and restarts the history.
+            messages.truncate(1);
+        }
+        let edge = edges[turn % edges.len()];
+        let input = format!(
+            "{edge}{}{edge}",
+            generator.generate(&mut rng, 40 + turn).unwrap()
+        );
+        messages.push(ChatMessage::new(Role::User, input));
+        assert_eq!(
+            counter.count_chat(&messages).unwrap(),
+            tokenizer.count_chat(&messages).unwrap(),
+            "turn {turn}"
+        );
+        let reply = format!("{}{edge}", generator.generate(&mut rng, 20).unwrap());
+        messages.push(ChatMessage::new(Role::Assistant, reply));
+    }
 }

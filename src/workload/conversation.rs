@@ -23,6 +23,7 @@ use rand::rngs::StdRng;
 
 use crate::content::{ContentError, ContentGenerator};
 use crate::openai::{ChatMessage, Role};
+use crate::prompt_counter::PromptCounter;
 use crate::tokenizer::EncodeError;
 
 /// Text between the user prefix and the first input in the first user message.
@@ -84,6 +85,8 @@ pub struct Conversation {
     user_prefix_tokens: usize,
     /// Messages after the system message. Empty at the start and after a compaction.
     history: Vec<ChatMessage>,
+    /// Counts each prompt from where it differs from the previous one.
+    counter: PromptCounter,
 }
 
 impl Conversation {
@@ -101,6 +104,7 @@ impl Conversation {
             .into();
         Ok(Self {
             shape,
+            counter: PromptCounter::new(generator.tokenizer().clone()),
             generator,
             rng,
             system: ChatMessage::new(Role::System, system_prefix),
@@ -195,8 +199,8 @@ impl Conversation {
         messages
     }
 
-    fn count(&self, messages: &[ChatMessage]) -> Result<usize, WorkloadError> {
-        Ok(self.generator.tokenizer().count_chat(messages)?)
+    fn count(&mut self, messages: &[ChatMessage]) -> Result<usize, WorkloadError> {
+        Ok(self.counter.count_chat(messages)?)
     }
 
     fn reaches_limit(&self, prompt_tokens: usize) -> bool {
