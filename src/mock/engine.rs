@@ -18,6 +18,7 @@ use super::histogram::LatencyHistograms;
 use super::kv::KvCache;
 use super::options::LatencyModel;
 use super::scheduler::{self, EngineRequest, Scheduler, StepChanges};
+use super::timer::PreciseTimer;
 use crate::content::ContentGenerator;
 use crate::openai::ChatMessage;
 use crate::tokenizer::EncodeError;
@@ -87,6 +88,8 @@ pub struct MockState {
     /// Wakes the scheduler task when a request is queued or the state is dropped.
     wake: Arc<Notify>,
     scheduler_started: AtomicBool,
+    /// Times tokens and engine steps to tens of microseconds.
+    timer: PreciseTimer,
 }
 
 #[derive(Debug)]
@@ -164,6 +167,7 @@ impl MockState {
             histograms: LatencyHistograms::default(),
             wake: Arc::new(Notify::new()),
             scheduler_started: AtomicBool::new(false),
+            timer: PreciseTimer::default(),
         })
     }
 
@@ -174,6 +178,11 @@ impl MockState {
             return;
         }
         tokio::spawn(scheduler::run(Arc::downgrade(self), Arc::clone(&self.wake)));
+    }
+
+    /// The timer that token deadlines and engine steps sleep on.
+    pub(crate) fn timer(&self) -> &PreciseTimer {
+        &self.timer
     }
 
     /// Returns whether latency comes from the engine model rather than a fixed schedule.

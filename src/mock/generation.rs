@@ -2,7 +2,7 @@
 //! due, and its moves between the waiting and running gauges.
 //!
 //! With the fixed latency model, token `i` (0-based) is due at `arrival + ttft + i * tpot`.
-//! Deadlines are absolute (`timer::sleep_until`, precise to tens of microseconds), so a delay
+//! Deadlines are absolute (`PreciseTimer`, precise to tens of microseconds), so a delay
 //! in emitting one token does not shift the later ones. A token that is already late goes out
 //! at once, and the stream catches up. With the engine model, the scheduler sends each token when the engine step that
 //! sampled it ends.
@@ -228,7 +228,10 @@ impl Generation {
             unreachable!("called for the fixed latency model only");
         };
         let index = output.len() as u32;
-        super::timer::sleep_until(*first_token_at + *tpot * index).await;
+        self.state
+            .timer()
+            .sleep_until(*first_token_at + *tpot * index)
+            .await;
 
         if let Phase::Waiting = phase {
             let held_blocks = self.state.start_running(prompt);

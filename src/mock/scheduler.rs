@@ -307,7 +307,7 @@ pub(crate) async fn run(state: Weak<MockState>, wake: Arc<Notify>) {
             _ => now,
         };
         let end = start + duration;
-        super::timer::sleep_until(end).await;
+        engine.timer().sleep_until(end).await;
         engine.complete_step();
         previous_end = Some(end);
     }
