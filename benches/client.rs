@@ -1,5 +1,6 @@
 //! Benchmarks of the client's hot paths: SSE parsing (reported in MB/s), generating an exact
-//! 128k-token context with the Qwen3 tokenizer, and recording latencies into the histograms.
+//! 128k-token context with the Qwen3 tokenizer, counting the next turn's prompt of a 128k-token
+//! conversation, and recording latencies into the histograms.
 //!
 //! Run with `cargo bench --bench client`. The Qwen3 tokenizer is fetched on first use like in
 //! the tests (see `tests/support/mod.rs`).
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 use clawperf::client::SseParser;
 use clawperf::content::ContentGenerator;
+use clawperf::openai::{ChatMessage, Role};
+use clawperf::prompt_counter::PromptCounter;
 use clawperf::stats::LatencyHistogram;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
@@ -109,6 +112,41 @@ fn context_generation(criterion: &mut Criterion) {
     group.finish();
 }
 
+/// Counts the prompt of a turn that adds a 1000-token input to a 128k-token conversation, once
+/// by encoding the whole rendered prompt and once from where it differs from the previous turn.
+fn prompt_counting(criterion: &mut Criterion) {
+    let tokenizer = support::qwen3_tokenizer();
+    let generator = ContentGenerator::new(tokenizer.clone()).expect("Qwen3 unit pool");
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut generate = |tokens| generator.generate(&mut rng, tokens).unwrap();
+
+    let mut messages = vec![ChatMessage::new(Role::System, generate(100_000))];
+    for _ in 0..14 {
+        messages.push(ChatMessage::new(Role::User, generate(1000)));
+        messages.push(ChatMessage::new(Role::Assistant, generate(1000)));
+    }
+    messages.push(ChatMessage::new(Role::User, generate(1000)));
+    let mut primed = PromptCounter::new(tokenizer.clone());
+    primed.count_chat(&messages).unwrap();
+    messages.push(ChatMessage::new(Role::Assistant, generate(1000)));
+    messages.push(ChatMessage::new(Role::User, generate(1000)));
+
+    let mut group = criterion.benchmark_group("prompt_count");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("next_turn_of_128k_full_encode", |bencher| {
+        bencher.iter(|| tokenizer.count_chat(black_box(&messages)).unwrap())
+    });
+    group.bench_function("next_turn_of_128k_incremental", |bencher| {
+        bencher.iter_batched_ref(
+            || primed.clone(),
+            |counter| counter.count_chat(black_box(&messages)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
 fn histogram_recording(criterion: &mut Criterion) {
     // Latencies from 1 ms to about 10 s, spread over the histogram's buckets.
     let latencies: Vec<Duration> = (0..LATENCIES)
@@ -135,6 +173,7 @@ criterion_group!(
     benches,
     sse_parsing,
     context_generation,
+    prompt_counting,
     histogram_recording
 );
 criterion_main!(benches);

@@ -162,7 +162,7 @@ struct Pending {
 /// The heap of deadlines and the timer armed for the earliest.
 pub(crate) struct Shared {
     pending: Mutex<Pending>,
-    fd: linux::TimerFd,
+    fd: os::TimerFd,
 }
 
 impl Shared {
@@ -213,7 +213,7 @@ impl Shared {
 /// Creates the timerfd and spawns the task that watches it, or returns `None` (and the sleeps
 /// use Tokio's timer) when that fails.
 fn start_driver() -> Option<Driver> {
-    let fd = match linux::TimerFd::new() {
+    let fd = match os::TimerFd::new() {
         Ok(fd) => fd,
         Err(error) => {
             tracing::warn!(
@@ -226,7 +226,7 @@ fn start_driver() -> Option<Driver> {
         pending: Mutex::new(Pending::default()),
         fd,
     });
-    match linux::spawn_driver(Arc::clone(&shared)) {
+    match os::spawn_driver(Arc::clone(&shared)) {
         Ok(task) => Some(Driver { shared, task }),
         Err(error) => {
             tracing::warn!(
@@ -239,7 +239,7 @@ fn start_driver() -> Option<Driver> {
 }
 
 #[cfg(target_os = "linux")]
-mod linux {
+mod os {
     use std::io;
     use std::os::fd::{AsRawFd, OwnedFd, RawFd};
     use std::sync::Arc;
@@ -337,7 +337,7 @@ mod linux {
 }
 
 #[cfg(not(target_os = "linux"))]
-mod linux {
+mod os {
     use std::io;
     use std::sync::Arc;
 
