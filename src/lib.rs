@@ -11,6 +11,7 @@ pub mod config;
 pub mod content;
 pub mod error_chain;
 pub mod exit_code;
+pub mod fd_table;
 pub mod gate;
 pub mod harness;
 pub mod history;

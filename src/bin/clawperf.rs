@@ -29,6 +29,9 @@ fn main() -> ExitCode {
 
     let code = match invocation {
         Invocation::Bench(cli) => {
+            // One connection per user, its server end too when the mock runs in-process, and
+            // a margin for files, the runtime's own descriptors and reconnects.
+            clawperf::fd_table::reserve(2 * cli.bench.num_users + 256);
             let runtime =
                 tokio::runtime::Runtime::new().expect("failed to start the tokio runtime");
             runtime.block_on(clawperf::cli::run(*cli, display))
