@@ -236,6 +236,11 @@ pub async fn run_with_stop(
     if let Some(server) = mock {
         server.shutdown().await;
     }
+    if let Some(journal) = &journal {
+        // The result JSON is written after this, so the journal is never behind it.
+        let writer = Arc::clone(journal);
+        let _ = tokio::task::spawn_blocking(move || writer.sync()).await;
+    }
     if let Some(journal) = &journal
         && journal.failed_writes() > 0
     {
