@@ -224,3 +224,80 @@ async fn header_forces_and_suppresses_faults() {
     assert_eq!(response.status(), 400);
     server.shutdown().await;
 }
+
+/// Reads a response body until it ends or breaks, and returns the bytes that arrived and
+/// whether it broke.
+async fn read_until_cut(mut response: reqwest::Response) -> (String, bool) {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(bytes)) => body.extend_from_slice(&bytes),
+            Ok(None) => return (String::from_utf8_lossy(&body).into_owned(), false),
+            Err(_) => return (String::from_utf8_lossy(&body).into_owned(), true),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_cuts_after_the_first_token() {
+    let server = start(FaultSettings::default()).await;
+    let url = format!("{}/chat/completions", server.base_url());
+    let http = reqwest::Client::new();
+    for attempt in 0..20 {
+        let response = http
+            .post(&url)
+            .header(FAULT_HEADER, "disconnect")
+            .json(&json!({
+                "model": "mock",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 4,
+                "stream": true,
+            }))
+            .send()
+            .await
+            .unwrap();
+        let (body, cut) = read_until_cut(response).await;
+
+        assert!(cut, "attempt {attempt}: the stream ended cleanly: {body}");
+        let events: Vec<&str> = body
+            .split("\n\n")
+            .filter(|event| !event.is_empty())
+            .collect();
+        // The role chunk, then the first token's chunk, and nothing after it.
+        assert_eq!(events.len(), 2, "attempt {attempt}: {body}");
+        assert!(
+            events[1].contains("\"content\":\""),
+            "attempt {attempt}: {body}"
+        );
+        assert!(!body.contains("[DONE]"), "attempt {attempt}: {body}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_cuts_a_json_reply_in_half() {
+    let server = start(FaultSettings::default()).await;
+    let url = format!("{}/chat/completions", server.base_url());
+    let http = reqwest::Client::new();
+    for attempt in 0..20 {
+        let response = http
+            .post(&url)
+            .header(FAULT_HEADER, "disconnect")
+            .json(&json!({
+                "model": "mock",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 4,
+            }))
+            .send()
+            .await
+            .unwrap();
+        let (body, cut) = read_until_cut(response).await;
+
+        assert!(cut, "attempt {attempt}: the reply ended cleanly: {body}");
+        assert!(
+            body.starts_with('{'),
+            "attempt {attempt}: no half body: {body:?}"
+        );
+    }
+    server.shutdown().await;
+}

@@ -16,6 +16,7 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::fault::{Fault, FaultKind};
@@ -107,12 +108,12 @@ pub(crate) async fn complete(
                 .await
                 .unwrap_or_default();
             let half = body.slice(..body.len() / 2);
-            let chunks: Vec<Result<Bytes, io::Error>> = if fault.kind == FaultKind::Disconnect {
-                vec![Ok(half), Err(injected_disconnect())]
+            let half = futures_util::stream::once(async { Ok::<_, io::Error>(half) });
+            let body = if fault.kind == FaultKind::Disconnect {
+                Body::from_stream(half.chain(futures_util::stream::once(disconnect())))
             } else {
-                vec![Ok(half)]
+                Body::from_stream(half)
             };
-            let body = Body::from_stream(futures_util::stream::iter(chunks));
             ([(CONTENT_TYPE, "application/json")], body).into_response()
         }
         // HTTP faults are sent before the request reaches the engine.
@@ -193,7 +194,7 @@ impl EventStream {
                     }
                     FaultKind::Disconnect => {
                         self.step = Step::End;
-                        return Some(Err(injected_disconnect()));
+                        return Some(disconnect().await);
                     }
                     FaultKind::StreamError => {
                         self.step = Step::Done;
@@ -279,11 +280,16 @@ fn error_object() -> serde_json::Value {
     })
 }
 
-fn injected_disconnect() -> io::Error {
-    io::Error::new(
+/// Breaks the body, which makes hyper close the connection. Hyper writes out what it has
+/// buffered when the body has no data ready, but not before dropping the connection for an
+/// error, so this first yields once: without that, the data sent just before the fault (the
+/// first token, or half a JSON reply) never reached the client.
+async fn disconnect() -> Result<Bytes, io::Error> {
+    tokio::task::yield_now().await;
+    Err(io::Error::new(
         io::ErrorKind::ConnectionAborted,
         "injected fault: disconnect",
-    )
+    ))
 }
 
 fn choice(delta: Delta, finish_reason: Option<String>) -> ChunkChoice {
