@@ -247,6 +247,40 @@ async fn connection_closed_is_connect_failure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_preflight_leaves_no_journal() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    drop(listener);
+    let directory = tempfile::tempdir().unwrap();
+    let journal = directory.path().join("run.turns.jsonl");
+    let argv = [
+        "clawperf",
+        "--endpoint",
+        &base_url,
+        "--model",
+        "test",
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    let config = Cli::try_parse_from(argv)
+        .expect("valid arguments")
+        .bench
+        .validate()
+        .expect("valid config");
+
+    let outcome = tokio::time::timeout(RUN_LIMIT, runner::run(config, None))
+        .await
+        .expect("the pre-flight check gives up within the test limit");
+
+    let error = outcome.expect_err("nothing listens, so the pre-flight check fails");
+    assert!(error.to_string().contains("pre-flight"), "{error}");
+    assert!(
+        !journal.exists(),
+        "a run that never started created its journal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_is_connect_failure() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}/v1", listener.local_addr().unwrap());

@@ -109,10 +109,6 @@ pub async fn run_with_stop(
     events: Option<UnboundedSender<RunEvent>>,
     stop: StopHandle,
 ) -> Result<RunResult, RunError> {
-    let journal = match &config.journal {
-        Some(path) => Some(Arc::new(TurnJournal::create(path)?)),
-        None => None,
-    };
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -155,6 +151,11 @@ pub async fn run_with_stop(
             .expect("a validated endpoint has a base URL");
         preflight::check(&http, &models_url, config.api_key.as_deref(), &config.model).await?;
     }
+    // Created after the pre-flight check, so that a run that never starts leaves no journal.
+    let journal = match &config.journal {
+        Some(path) => Some(Arc::new(TurnJournal::create(path)?)),
+        None => None,
+    };
     let mut chat = ChatClient::new(
         http.clone(),
         chat_url.clone(),
