@@ -4,8 +4,8 @@
 //!
 //! Each line is one JSON object: `user_id` plus the fields of the turn record exactly as in the
 //! result JSON's `users[].turns[]`. A thread of the journal's own writes each line with one
-//! `write_all` as soon as it is appended, so a killed process leaves whole lines (the kernel
-//! keeps what was written), all but those appended in the last moment before the kill. The
+//! `write_all` as soon as it is appended. A killed process therefore leaves whole lines (the
+//! kernel keeps what was written), all but those appended in the last moment before the kill. The
 //! write runs off the async workers because a `write` to a file can block for milliseconds
 //! (4 ms was seen on ext4 during a 1000-user run), and a worker blocked that long delays every
 //! stream it serves and so the TTFT they measure. The file is not synced to disk, so a power
@@ -66,10 +66,10 @@ pub struct TurnJournal {
     failed_writes: Arc<AtomicU64>,
 }
 
-/// What the writer thread receives.
+/// A message to the writer thread.
 enum Message {
     Line(Vec<u8>),
-    /// Answered once every earlier line is written.
+    /// A request for a reply once every earlier line is written.
     Sync(SyncSender<()>),
 }
 
@@ -132,7 +132,7 @@ impl TurnJournal {
     pub fn sync(&self) {
         let (done, wait) = sync_channel(1);
         self.send(Message::Sync(done));
-        // The writer thread runs until the journal is dropped, so it always answers.
+        // The writer thread runs until the journal is dropped, so the reply always comes.
         let _ = wait.recv();
     }
 

@@ -281,9 +281,9 @@ fn error_object() -> serde_json::Value {
 }
 
 /// Breaks the body, which makes hyper close the connection. Hyper writes out what it has
-/// buffered when the body has no data ready, but not before dropping the connection for an
-/// error, so this first yields once: without that, the data sent just before the fault (the
-/// first token, or half a JSON reply) never reached the client.
+/// buffered when the body has no data ready, but it drops the connection on a body error
+/// without writing. This therefore yields once first, so that the data sent just before the
+/// fault (the first token, or half a JSON reply) reaches the client.
 async fn disconnect() -> Result<Bytes, io::Error> {
     tokio::task::yield_now().await;
     Err(io::Error::new(
