@@ -69,7 +69,7 @@ impl MockServer {
             latency_model = ?config.latency_model,
             metrics_dialect = %config.metrics_dialect,
             fault = config.faults.kind.map(|kind| kind.as_str()),
-            fault_rate = config.faults.rate,
+            fault_rate = config.faults.kind.map(|_| config.faults.rate),
             "mock server listening"
         );
 

@@ -27,7 +27,7 @@ pub fn render_summary(result: &RunResult) -> String {
     let _ = writeln!(out);
     write_latency_table(&mut out, summary);
     let _ = writeln!(out);
-    write_cache(&mut out, summary);
+    write_cache(&mut out, summary, config.metrics_endpoint.is_some());
     let _ = writeln!(out);
     write_users(&mut out, result);
     out
@@ -101,13 +101,20 @@ fn latency_row(label: &str, stats: Option<&LatencyStats>) -> String {
     }
 }
 
-fn write_cache(out: &mut String, summary: &Summary) {
+/// Writes the prefix-cache hit rates. `scraped` says whether `--metrics-endpoint` was given,
+/// so that a missing rate says what to do about it.
+fn write_cache(out: &mut String, summary: &Summary, scraped: bool) {
+    let missing = if scraped {
+        "not reported by the server's /metrics"
+    } else {
+        "not reported (pass --metrics-endpoint to read the server's counters)"
+    };
     let rate =
         |rate: Option<f64>, hits: Option<f64>, queries: Option<f64>| match (rate, hits, queries) {
             (Some(rate), Some(hits), Some(queries)) => {
                 format!("{:.2} % ({hits:.0} of {queries:.0} tokens)", rate * 100.0)
             }
-            _ => "not reported".to_owned(),
+            _ => missing.to_owned(),
         };
     let _ = writeln!(
         out,
