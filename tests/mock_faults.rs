@@ -225,6 +225,25 @@ async fn header_forces_and_suppresses_faults() {
     server.shutdown().await;
 }
 
+/// Sends a chat completion that the `disconnect` fault breaks, and returns the body that
+/// arrived and whether it broke.
+async fn read_disconnected(server: &MockServer, stream: bool) -> (String, bool) {
+    let url = format!("{}/chat/completions", server.base_url());
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header(FAULT_HEADER, "disconnect")
+        .json(&json!({
+            "model": "mock",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 4,
+            "stream": stream,
+        }))
+        .send()
+        .await
+        .unwrap();
+    read_until_cut(response).await
+}
+
 /// Reads a response body until it ends or breaks, and returns the bytes that arrived and
 /// whether it broke.
 async fn read_until_cut(mut response: reqwest::Response) -> (String, bool) {
@@ -241,22 +260,8 @@ async fn read_until_cut(mut response: reqwest::Response) -> (String, bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_cuts_after_the_first_token() {
     let server = start(FaultSettings::default()).await;
-    let url = format!("{}/chat/completions", server.base_url());
-    let http = reqwest::Client::new();
     for attempt in 0..20 {
-        let response = http
-            .post(&url)
-            .header(FAULT_HEADER, "disconnect")
-            .json(&json!({
-                "model": "mock",
-                "messages": [{"role": "user", "content": "hi"}],
-                "max_tokens": 4,
-                "stream": true,
-            }))
-            .send()
-            .await
-            .unwrap();
-        let (body, cut) = read_until_cut(response).await;
+        let (body, cut) = read_disconnected(&server, true).await;
 
         assert!(cut, "attempt {attempt}: the stream ended cleanly: {body}");
         let events: Vec<&str> = body
@@ -277,21 +282,8 @@ async fn disconnect_cuts_after_the_first_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_cuts_a_json_reply_in_half() {
     let server = start(FaultSettings::default()).await;
-    let url = format!("{}/chat/completions", server.base_url());
-    let http = reqwest::Client::new();
     for attempt in 0..20 {
-        let response = http
-            .post(&url)
-            .header(FAULT_HEADER, "disconnect")
-            .json(&json!({
-                "model": "mock",
-                "messages": [{"role": "user", "content": "hi"}],
-                "max_tokens": 4,
-            }))
-            .send()
-            .await
-            .unwrap();
-        let (body, cut) = read_until_cut(response).await;
+        let (body, cut) = read_disconnected(&server, false).await;
 
         assert!(cut, "attempt {attempt}: the reply ended cleanly: {body}");
         assert!(
