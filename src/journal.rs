@@ -7,8 +7,8 @@
 //! `write_all` as soon as it is appended. A killed process therefore leaves whole lines (the
 //! kernel keeps what was written), all but those appended in the last moment before the kill. The
 //! write runs off the async workers because a `write` to a file can block for milliseconds
-//! (4 ms was seen on ext4 during a 1000-user run), and a worker blocked that long delays every
-//! stream it serves and so the TTFT they measure. The file is not synced to disk, so a power
+//! (4 ms was seen on ext4 during a 1000-user run). A worker blocked that long delays every
+//! stream it serves, and so the TTFT they measure. The file is not synced to disk, so a power
 //! loss can still lose the last lines. [`read_journal`] skips a cut-off last line rather than
 //! fail.
 
@@ -136,7 +136,7 @@ impl TurnJournal {
         let _ = wait.recv();
     }
 
-    /// Returns how many appends failed so far; call [`sync`](Self::sync) first to count them
+    /// Returns how many appends failed so far. Call [`sync`](Self::sync) first to count them
     /// all.
     pub fn failed_writes(&self) -> u64 {
         self.failed_writes.load(Ordering::Relaxed)

@@ -8,21 +8,20 @@
 //! piece between them on its own. The tokens up to the end of an added token therefore depend
 //! only on the text up to there, plus the next few bytes that decide which added tokens match.
 //!
-//! After each count the counter keeps a checkpoint at every *anchor*, an added token that
-//! matches the raw text as it is (not normalized, strips no whitespace, not whole-word only):
-//! where the anchor ends, how many tokens the prompt has up to and including it, and a hash of
-//! the text up to `margin` bytes past it, `margin` being the longest added token. The next
-//! count walks the checkpoints while the new text hashes the same, keeps the last one that
-//! matches, and encodes the anchor's text followed by the rest of the new prompt. Starting the
-//! encoding at the anchor, not right after it, keeps the first piece in the middle of the
-//! sequence, as it is in the whole prompt; pre-tokenizers such as `Metaspace` with
-//! `prepend_scheme: first` treat the sequence's first piece differently. The total is the
-//! checkpoint's count plus the new encoding's length minus the anchor.
+//! An *anchor* is an added token that matches the raw text as it is: not normalized, stripping
+//! no whitespace, not whole-word only. After each count the counter keeps a checkpoint at every
+//! anchor. A checkpoint stores where the anchor ends, how many tokens the prompt has up to and
+//! including it, and a hash of the text up to `margin` bytes past it, `margin` being the
+//! length of the longest added token. The next count walks the checkpoints while the new text
+//! hashes the same, keeps the last one that matches, and encodes the anchor's text followed by
+//! the rest of the new prompt. The encoding starts at the anchor, not right after it, because
+//! pre-tokenizers such as `Metaspace` with `prepend_scheme: first` treat the sequence's first
+//! piece differently, and in the whole prompt the piece after the anchor is not the first. The
+//! total is the checkpoint's count plus the new encoding's length minus the anchor.
 //!
 //! With no checkpoint that matches (the first turn, or a compaction that rewrote the start of
 //! the prompt) the whole prompt is encoded. A 64-bit hash that collides would reuse a count that
-//! does not belong to the text; at the rate of a few counts per turn that does not happen in
-//! practice.
+//! does not belong to the text. At a few counts per turn, that is not expected in practice.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hasher};
@@ -68,7 +67,7 @@ struct Checkpoint {
     end: usize,
     /// Tokens of the prompt up to and including the anchor.
     tokens: usize,
-    /// Where the hashed text ends: `end` plus the margin.
+    /// The end of the hashed text: `end` plus the margin.
     hash_end: usize,
     /// Hash of the text up to `hash_end`.
     hash: u64,
@@ -101,8 +100,8 @@ impl PromptCounter {
 
     /// Returns the number of tokens `text` encodes to, without special tokens added.
     pub fn count(&mut self, text: &str) -> Result<usize, EncodeError> {
-        let (kept, hasher, hashed) = self.matching_checkpoints(text);
-        self.checkpoints.truncate(kept);
+        let (matched, hasher, hashed) = self.matching_checkpoints(text);
+        self.checkpoints.truncate(matched);
         if let Some(base) = self.checkpoints.last().cloned() {
             let anchor_text = &self.anchors.texts[&base.anchor];
             let mut input = String::with_capacity(anchor_text.len() + text.len() - base.end);
@@ -137,7 +136,7 @@ impl PromptCounter {
         let bytes = text.as_bytes();
         let mut hasher = DefaultHasher::new();
         let mut hashed = 0;
-        let mut kept = 0;
+        let mut matched = 0;
         for checkpoint in &self.checkpoints {
             if checkpoint.hash_end > bytes.len() {
                 break;
@@ -149,9 +148,9 @@ impl PromptCounter {
             }
             hasher = next;
             hashed = checkpoint.hash_end;
-            kept += 1;
+            matched += 1;
         }
-        (kept, hasher, hashed)
+        (matched, hasher, hashed)
     }
 
     /// Adds a checkpoint at every anchor in `encoding` (after its first token when that is the
@@ -205,9 +204,9 @@ mod tests {
     use super::*;
     use crate::openai::Role;
 
-    /// A tokenizer whose pre-tokenizer treats the sequence's first piece differently
+    /// Builds a tokenizer whose pre-tokenizer treats the sequence's first piece differently
     /// (`Metaspace` with `prepend_scheme: first`), with merges that make counts depend on where
-    /// a piece starts, an anchor-like token that strips whitespace (so it is not an anchor),
+    /// a piece starts. It also has an added token that strips whitespace, so it is no anchor,
     /// and a long added token that sets the margin.
     fn metaspace_tokenizer() -> (tempfile::TempDir, Tokenizer) {
         let added = |id: u32, content: &str, rstrip: bool| {
@@ -294,14 +293,14 @@ mod tests {
     }
 
     #[test]
-    fn counts_match_full_encoding_with_the_builtin_tokenizer() {
+    fn builtin_counts_match_full_encoding() {
         for seed in 0..20 {
             check_against_full_counts(&Tokenizer::builtin(), seed);
         }
     }
 
     #[test]
-    fn counts_match_full_encoding_when_the_first_piece_is_special() {
+    fn metaspace_counts_match_full_encoding() {
         let (_dir, tokenizer) = metaspace_tokenizer();
         for seed in 0..20 {
             check_against_full_counts(&tokenizer, seed);
@@ -323,15 +322,23 @@ mod tests {
     }
 
     #[test]
-    fn a_grown_prompt_reuses_the_previous_count() {
+    fn grown_prompt_reuses_checkpoints() {
         let tokenizer = Tokenizer::builtin();
         let mut counter = PromptCounter::new(tokenizer);
         let first = "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhello<|im_end|>\n";
-        assert_eq!(counter.count(first).unwrap(), first.len() - 4 * 11 + 4);
+        // Each `<|im_start|>` (12 bytes) and `<|im_end|>` (10 bytes) is one token, every other
+        // byte one token.
+        assert_eq!(
+            counter.count(first).unwrap(),
+            first.len() - 2 * (12 - 1) - 2 * (10 - 1)
+        );
         let kept = counter.checkpoints.len();
         assert!(kept >= 3, "{:?}", counter.checkpoints);
         let second = format!("{first}<|im_start|>assistant\nhi<|im_end|>\n");
-        assert_eq!(counter.count(&second).unwrap(), second.len() - 6 * 11 + 6);
+        assert_eq!(
+            counter.count(&second).unwrap(),
+            second.len() - 3 * (12 - 1) - 3 * (10 - 1)
+        );
         assert!(counter.checkpoints.len() > kept);
     }
 }

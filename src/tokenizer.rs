@@ -187,7 +187,7 @@ impl Tokenizer {
         }
     }
 
-    /// Whether this is the built-in tokenizer, which [`encode`](Self::encode) and
+    /// Returns whether this is the built-in tokenizer, which [`encode`](Self::encode) and
     /// [`count`](Self::count) run without the `tokenizers` machinery.
     pub fn is_builtin(&self) -> bool {
         self.source == TokenizerSource::BuiltIn
@@ -376,9 +376,9 @@ const BUILTIN_ADDED_TOKENS: [(&str, u32); 3] = [
     ("<|endoftext|>", 258),
 ];
 
-/// Encodes `text` as the built-in tokenizer's definition does, calling `emit` with each id: an
-/// added token's text is its id, and every other byte is the id equal to its value (the
-/// vocabulary lists the byte-level alphabet in byte order, and there are no merges). None of
+/// Encodes `text` as the built-in tokenizer's definition does, calling `emit` with each id. An
+/// added token's text becomes its id, and every other byte the id equal to its value, because
+/// the vocabulary lists the byte-level alphabet in byte order and has no merges. None of
 /// the added tokens is a prefix of another, so taking them left to right matches the
 /// leftmost-longest matching of `tokenizers`. This is one pass over the bytes, where the
 /// general encoder costs tens of times more, and the mock encodes every prompt it serves.

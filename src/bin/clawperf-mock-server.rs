@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_ansi(std::io::stdout().is_terminal())
         .init();
-    // Every client connection takes a descriptor; growing the table once, before the runtime's
+    // Every client connection takes a descriptor. Growing the table once, before the runtime's
     // threads start, keeps the kernel from stalling a worker to grow it under load.
     clawperf::fd_table::reserve(MAX_CONNECTIONS_RESERVED);
     let runtime = match tokio::runtime::Runtime::new() {

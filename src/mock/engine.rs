@@ -180,7 +180,7 @@ impl MockState {
         tokio::spawn(scheduler::run(Arc::downgrade(self), Arc::clone(&self.wake)));
     }
 
-    /// The timer that token deadlines and engine steps sleep on.
+    /// Returns the timer that token deadlines and engine steps sleep on.
     pub(crate) fn timer(&self) -> &PreciseTimer {
         &self.timer
     }

@@ -71,7 +71,7 @@ pub(crate) enum PreciseSleep {
     Precise {
         shared: Arc<Shared>,
         deadline: Instant,
-        /// Where the driver finds this sleep's waker, once the sleep is registered.
+        /// The slot the driver takes this sleep's waker from, once the sleep is registered.
         slot: Option<WakerSlot>,
     },
     Coarse(Pin<Box<Sleep>>),
@@ -101,7 +101,7 @@ impl Future for PreciseSleep {
                     // Polled again before the deadline, perhaps by another task.
                     Some(waker) => waker.clone_from(context.waker()),
                     // The driver takes the waker only once the clock has passed the deadline,
-                    // so this is not reached; registering again keeps the sleep correct if it
+                    // so this is not reached. Registering again keeps the sleep correct if it
                     // ever is.
                     None => {
                         *waker = Some(context.waker().clone());
@@ -391,7 +391,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dropped_sleep_does_not_hold_up_later_ones() {
+    async fn dropped_sleep_leaves_later_ones() {
         let timer = PreciseTimer::default();
         let start = Instant::now();
         let abandoned = tokio::time::timeout(
@@ -406,7 +406,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_past_deadline_is_ready_at_once() {
+    async fn past_deadline_is_ready_at_once() {
         let timer = PreciseTimer::default();
         timer
             .sleep_until(Instant::now() - Duration::from_millis(1))

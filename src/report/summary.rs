@@ -101,8 +101,8 @@ fn latency_row(label: &str, stats: Option<&LatencyStats>) -> String {
     }
 }
 
-/// Writes the prefix-cache hit rates. `scraped` says whether `--metrics-endpoint` was given,
-/// so that a missing rate says what to do about it.
+/// Writes the prefix-cache hit rates. `scraped` is whether `--metrics-endpoint` was given, so
+/// that the line for a missing rate can name the fix.
 fn write_cache(out: &mut String, summary: &Summary, scraped: bool) {
     let missing = if scraped {
         "not reported by the server's /metrics"
